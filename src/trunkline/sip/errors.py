@@ -1,0 +1,26 @@
+"""SIP errors, split by whose fault it was (the h11 pattern).
+
+``SipProtocolError``: the peer sent something we cannot accept. It carries the status a
+UAS should answer with (``status_hint``) and a human reason that goes into the reason
+phrase or a Warning header. ``SipUsageError``: our own code misused the API (answering a
+call twice, sending BYE outside a dialog); that is a bug here, never the peer's.
+"""
+
+from __future__ import annotations
+
+
+class SipError(Exception):
+    """Base of every error the SIP package raises."""
+
+
+class SipProtocolError(SipError):
+    """The peer sent garbage or a request we refuse; answer with ``status_hint``."""
+
+    def __init__(self, reason: str, status_hint: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_hint = status_hint
+
+
+class SipUsageError(SipError):
+    """We called the API in a way the current state does not allow."""
