@@ -1,0 +1,1 @@
+"""Small apps that run on a MediaLeg and prove the telephony core: echo and playback."""

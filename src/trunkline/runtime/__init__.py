@@ -1,0 +1,1 @@
+"""The runtime: one process that answers calls on SIP and WebSocket and runs an app on each."""
