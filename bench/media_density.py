@@ -163,6 +163,7 @@ class Generator:
             sdp,
             Peer("udp", HOST, self.sip_port),
             from_uri=f"sip:gen{index}@{HOST}",
+            now=asyncio.get_running_loop().time(),
         )
         call.sip = sip
         self.by_sip[id(sip)] = call
@@ -175,7 +176,7 @@ class Generator:
         for call in self.calls:
             self.pacer.remove(call)
             if call.remote is not None:
-                self.ua.hangup(call.sip)
+                self.ua.hangup(call.sip, now=asyncio.get_running_loop().time())
         self.endpoint.pump()
 
     @property

@@ -49,14 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip", type=_host_port, default=("127.0.0.1", 5060), metavar="HOST:PORT")
     serve.add_argument("--http", type=_host_port, default=("127.0.0.1", 8080), metavar="HOST:PORT")
     serve.add_argument("--rtp-ports", type=_port_range, default=(20000, 29999), metavar="LO-HI")
-    serve.add_argument("--ring-ms", type=int, default=0, metavar="N", help="ring N ms before answer")
+    serve.add_argument(
+        "--ring-ms", type=int, default=0, metavar="N", help="ring N ms before answer"
+    )
     serve.add_argument("--max-calls", type=int, default=10_000, help="refuse beyond this (503)")
 
     demo = sub.add_parser("demo", help="start the echo server, call it over SIP and WS, stay up")
     demo.add_argument("--sip", type=_host_port, default=("127.0.0.1", 5060), metavar="HOST:PORT")
     demo.add_argument("--http", type=_host_port, default=("127.0.0.1", 8080), metavar="HOST:PORT")
     demo.add_argument("--calls", type=int, default=5, help="calls to place over each transport")
-    demo.add_argument("--once", action="store_true", help="exit after the calls instead of staying up")
+    demo.add_argument(
+        "--once", action="store_true", help="exit after the calls instead of staying up"
+    )
     return parser
 
 

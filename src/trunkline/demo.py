@@ -95,7 +95,9 @@ async def run_demo(args: argparse.Namespace) -> int:
         return 2
     sip_host, sip_port = server.sip_address
     http_host, http_port = server.http_address
-    print(f"echo agent up: sip:echo@{sip_host}:{sip_port} (udp+tcp), ws://{http_host}:{http_port}/media")
+    print(
+        f"echo agent up: sip:echo@{sip_host}:{sip_port} (udp+tcp), ws://{http_host}:{http_port}/media"
+    )
 
     caller = SipCalls(
         host=sip_host,
@@ -111,7 +113,9 @@ async def run_demo(args: argparse.Namespace) -> int:
         for _ in range(args.calls):
             try:
                 leg = await caller.dial(
-                    f"sip:echo@{sip_host}:{sip_port}", Peer(transport, sip_host, sip_port), timeout=5
+                    f"sip:echo@{sip_host}:{sip_port}",
+                    Peer(transport, sip_host, sip_port),
+                    answer_timeout_s=5,
                 )
             except CallFailedError as exc:
                 results.append(ProbeResult(f"sip/{transport}", False, None, 0, str(exc)))
@@ -119,7 +123,9 @@ async def run_demo(args: argparse.Namespace) -> int:
             results.append(await probe(leg, f"sip/{transport}"))
     for _ in range(args.calls):
         try:
-            ws_leg = await WsMediaCaller.connect(f"ws://{http_host}:{http_port}/media", server.pacer)
+            ws_leg = await WsMediaCaller.connect(
+                f"ws://{http_host}:{http_port}/media", server.pacer
+            )
         except OSError as exc:
             results.append(ProbeResult("websocket", False, None, 0, str(exc)))
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from trunkline.media.wav import read_wav
 from trunkline.net.leg import CallHandler, LegEvent, MarkReached, MediaLeg
@@ -32,9 +33,10 @@ def playback_app(path: str | Path) -> CallHandler:
         leg.attach(sink)
         leg.send_audio(pcm)
         leg.mark(_END_MARK)
-        done = asyncio.ensure_future(sink.done.wait())
+        done: asyncio.Future[Any] = asyncio.ensure_future(sink.done.wait())
+        closed: asyncio.Future[Any] = leg.closed
         try:
-            await asyncio.wait({done, leg.closed}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({done, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             done.cancel()
         # Returning hangs the call up from our side.

@@ -40,7 +40,14 @@ from trunkline.net.rtp_pool import PortPoolExhausted, RtpPortPool
 from trunkline.net.sip_endpoint import SipEndpoint
 from trunkline.sdp.errors import SdpError, SdpNegotiationError
 from trunkline.sdp.model import SessionDescription
-from trunkline.sdp.offer_answer import PCMA, PCMU, NegotiatedMedia, answer_offer, make_offer, read_answer
+from trunkline.sdp.offer_answer import (
+    PCMA,
+    PCMU,
+    NegotiatedMedia,
+    answer_offer,
+    make_offer,
+    read_answer,
+)
 from trunkline.sip import events as ev
 from trunkline.sip.ua import Peer, UserAgent
 
@@ -80,6 +87,7 @@ class _Call:
     port: int = 0
     leg: SipRtpLeg | None = None
     task: asyncio.Task[None] | None = None
+    session_id: int = 0
     session_version: int = 1
     answered: asyncio.Future[NegotiatedMedia] | None = None
     transfer: asyncio.Future[TransferResult] | None = None
@@ -157,13 +165,14 @@ class SipCalls:
             self._refuse(event.call, 503)
             return
         port = int(sock.getsockname()[1])
+        session_id = self.rand.getrandbits(32)
         try:
             answer, media = answer_offer(
                 SessionDescription.parse(event.sdp),
                 local_host=self.host,
                 local_port=port,
                 codecs=[PCMU, PCMA],
-                session_id=self.rand.getrandbits(32),
+                session_id=session_id,
                 session_version=1,
             )
         except SdpError as exc:
@@ -176,9 +185,9 @@ class SipCalls:
                 log.info("refusing call with malformed SDP: %s", exc)
                 self._refuse(event.call, 400, f"Malformed SDP: {exc}")
             return
-        call_id = event.call_id
+        call_id = event.call.call_id
         summary = CallSummary(call_id=call_id, direction="in", started=time.time())
-        call = _Call(sip=event.call, summary=summary, sock=sock, port=port)
+        call = _Call(sip=event.call, summary=summary, sock=sock, port=port, session_id=session_id)
         self.calls[id(event.call)] = call
         info = LegInfo(kind="sip", call_id=call_id, from_uri=event.from_, to_uri=event.to)
         call.task = asyncio.get_running_loop().create_task(
@@ -193,10 +202,10 @@ class SipCalls:
         _, _ = await loop.create_datagram_endpoint(lambda: leg, sock=call.sock)
         ua = self._ua()
         if self.ring_ms > 0:
-            ua.ring(call.sip)
+            ua.ring(call.sip, now=self._now())
             self._pump()
             await asyncio.sleep(self.ring_ms / 1000)
-        ua.answer(call.sip, answer)
+        ua.answer(call.sip, answer, now=self._now())
         self._pump()
         await self._run_app(call, leg)
 
@@ -227,7 +236,7 @@ class SipCalls:
 
     def _refuse(self, sip_call: Any, status: int, reason: str | None = None) -> None:
         retry = RETRY_AFTER_S if status in (500, 503) else None
-        self._ua().reject(sip_call, status, reason, retry_after=retry)
+        self._ua().reject(sip_call, status, reason, retry_after=retry, now=self._now())
         self.refused[status] = self.refused.get(status, 0) + 1
 
     def _ended(self, event: ev.CallEnded | ev.CallCancelled | ev.CallFailed) -> None:
@@ -273,7 +282,7 @@ class SipCalls:
         call = self.calls.get(id(event.call))
         ua = self._ua()
         if call is None or call.leg is None:
-            ua.reject_reinvite(event.call, 481)
+            ua.reject_reinvite(event.call, 481, now=self._now())
             return
         try:
             offer = SessionDescription.parse(event.sdp)
@@ -283,16 +292,16 @@ class SipCalls:
                 local_host=self.host,
                 local_port=call.port,
                 codecs=[PCMU, PCMA],
-                session_id=call.session_version,
+                session_id=call.session_id,  # RFC 3264 §8: o= id stays, version grows
                 session_version=call.session_version,
             )
         except SdpError as exc:
             status = 488 if isinstance(exc, SdpNegotiationError) else 400
-            ua.reject_reinvite(event.call, status)
+            ua.reject_reinvite(event.call, status, now=self._now())
             return
         was_held = call.leg.media.on_hold
         call.leg.apply_media(media)
-        ua.answer_reinvite(event.call, bytes(answer))
+        ua.answer_reinvite(event.call, bytes(answer), now=self._now())
         if media.on_hold != was_held:
             call.leg._emit(HoldChanged(media.on_hold))
 
@@ -304,7 +313,7 @@ class SipCalls:
     def _refer_received(self, event: ev.ReferReceived) -> None:
         # Acting on a REFER means placing a new call for the peer; the runtime does not
         # do that on a caller's behalf, so it declines through the NOTIFY (RFC 3515 §2.4.5).
-        self._ua().notify_refer(event.call, 603, "Decline")
+        self._ua().notify_refer(event.call, 603, "Decline", now=self._now())
 
     def _refer_progress(self, event: ev.ReferProgress) -> None:
         call = self.calls.get(id(event.call))
@@ -323,7 +332,7 @@ class SipCalls:
             media = read_answer(call.pending_offer, SessionDescription.parse(event.sdp))
         except SdpError as exc:
             call.answered.set_exception(CallFailedError(488, str(exc)))
-            self._ua().hangup(call.sip, "bad answer")
+            self._ua().hangup(call.sip, "bad answer", now=self._now())
             return
         call.answered.set_result(media)
 
@@ -334,7 +343,7 @@ class SipCalls:
             if call.leg is leg:
                 call.summary.ended_by = "local"
                 call.summary.reason = reason
-                self._ua().hangup(call.sip, reason)
+                self._ua().hangup(call.sip, reason, now=self._now())
                 self._pump()
                 # The UA reports CallEnded once the BYE completes; clean up now anyway so
                 # the port and the pacer slot are free at once.
@@ -345,7 +354,7 @@ class SipCalls:
         for call in self.calls.values():
             if call.leg is leg:
                 call.transfer = asyncio.get_running_loop().create_future()
-                self._ua().refer(call.sip, target)
+                self._ua().refer(call.sip, target, now=self._now())
                 self._pump()
                 return await call.transfer
         return TransferResult(False, 481, "no such call")
@@ -358,7 +367,7 @@ class SipCalls:
         peer: Peer,
         *,
         from_uri: str | None = None,
-        timeout: float = 32.0,
+        answer_timeout_s: float = 32.0,
     ) -> SipRtpLeg:
         """Place a call and return its leg once answered.
 
@@ -381,6 +390,7 @@ class SipCalls:
             bytes(offer),
             peer,
             from_uri=from_uri or f"sip:trunkline@{self.host}:{self.port}",
+            now=self._now(),
         )
         loop = asyncio.get_running_loop()
         call_id = getattr(sip_call, "call_id", "")
@@ -390,9 +400,9 @@ class SipCalls:
         self.calls[id(sip_call)] = call
         self._pump()
         try:
-            media = await asyncio.wait_for(asyncio.shield(call.answered), timeout)
+            media = await asyncio.wait_for(asyncio.shield(call.answered), answer_timeout_s)
         except TimeoutError:
-            ua.cancel(sip_call)
+            ua.cancel(sip_call, now=self._now())
             self._pump()
             self._cleanup(call, "local", "no answer")
             raise CallFailedError(408, "no answer") from None
@@ -410,6 +420,11 @@ class SipCalls:
     def _ua(self) -> UserAgent:
         assert self.ua is not None, "SipCalls.start() was not called"
         return self.ua
+
+    def _now(self) -> float:
+        # Actions taken outside an event handler must tell the UA the time, or its
+        # timers would be armed from the last input's time (sans-IO: no clock inside).
+        return asyncio.get_running_loop().time()
 
     def _pump(self) -> None:
         if self.endpoint is not None:

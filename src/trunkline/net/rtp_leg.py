@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import monotonic
 from typing import Protocol
 
 from trunkline.media.audio import FRAME_BYTES, FRAME_SAMPLES, SILENCE_FRAME
@@ -33,7 +34,7 @@ from trunkline.rtp import g711
 from trunkline.rtp.dtmf import DtmfReceiver
 from trunkline.rtp.errors import RtpProtocolError
 from trunkline.rtp.jitter import JitterBuffer
-from trunkline.rtp.packet import RtpWriter, parse_header_fast
+from trunkline.rtp.packet import RtpWriter, parse_payload_fast
 from trunkline.sdp.offer_answer import NegotiatedMedia
 
 log = logging.getLogger(__name__)
@@ -122,22 +123,23 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
     # --- asyncio.DatagramProtocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport; duck-type it.
+        self.transport = transport  # type: ignore[assignment]
         self.pacer.add(self)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:
-            pt, seq, ts, ssrc, marker, offset = parse_header_fast(data)
+            pt, seq, ts, ssrc, marker, payload = parse_payload_fast(data)
         except RtpProtocolError:
             self.stats.bad_packets += 1
             return
         if pt == self._audio_pt:
             self.stats.received += 1
-            self.jitter.push(seq, ts, ssrc, data[offset:], 0.0)
+            # Arrival time feeds the RFC 3550 A.8 jitter estimate that sizes the buffer.
+            self.jitter.push(seq, ts, ssrc, payload, monotonic())
             self._started = True
         elif pt == self._dtmf_pt:
-            digit = self.dtmf.on_packet(ts, marker, data[offset:])
+            digit = self.dtmf.on_packet(ts, marker, payload)
             if digit is not None:
                 self.emit_dtmf(Dtmf(digit[0], digit[1]))
         else:
@@ -147,7 +149,9 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
             self._latched = True
             src = (str(addr[0]), int(addr[1]))
             if src != self.remote:
-                log.info("%s: media latched to %s:%d (SDP said %s:%d)", self.call_id, *src, *self.remote)
+                log.info(
+                    "%s: media latched to %s:%d (SDP said %s:%d)", self.call_id, *src, *self.remote
+                )
                 self.remote = src
 
     def error_received(self, exc: Exception) -> None:

@@ -27,7 +27,9 @@ class RtpPortPool:
 
     def __init__(self, host: str, low: int, high: int) -> None:
         if low < 1024 or high > 65535 or low > high:
-            raise ValueError(f"RTP port range {low}-{high} is invalid: use 1024..65535, low <= high")
+            raise ValueError(
+                f"RTP port range {low}-{high} is invalid: use 1024..65535, low <= high"
+            )
         first = low + (low % 2)
         self.host = host
         self.low = low

@@ -164,6 +164,8 @@ class SipEndpoint:
             )
         except OSError as exc:
             log.warning("SIP TCP connect to %s:%d failed: %s", peer.host, peer.port, exc)
+            self.ua.transport_error(peer, self.loop.time())
+            self.pump()
             return
         conn.write(data)
 
@@ -190,11 +192,10 @@ class _TcpConnection(asyncio.Protocol):
         self._messages = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         ep = self.endpoint
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is duck-typed
         if len(ep.connections) >= MAX_TCP_CONNECTIONS:
-            transport.abort()
+            self.close()
             ep.closed_connections += 1
             return
         self.conn_id = next(ep._conn_ids)
@@ -213,6 +214,9 @@ class _TcpConnection(asyncio.Protocol):
                 ep.ua.receive_parsed(msg, peer, ep.loop.time())
         except SipProtocolError as exc:
             log.info("SIP TCP framing error from %s:%d: %s", *self.peer_addr, exc.reason)
+            peer = Peer("tcp", self.peer_addr[0], self.peer_addr[1], self.conn_id)
+            ep.ua.receive_parse_error(exc, peer, ep.loop.time())  # answers 400/413 if it can
+            ep.pump()
             self.close()
         else:
             self._touch()

@@ -80,7 +80,10 @@ class Server:
             self.http_address = (str(name[0]), int(name[1]))
         log.info(
             "serving: SIP udp+tcp %s:%d, HTTP %s:%d, RTP %d-%d",
-            *self.sip_address, *self.http_address, self.config.rtp_low, self.config.rtp_high,
+            *self.sip_address,
+            *self.http_address,
+            self.config.rtp_low,
+            self.config.rtp_high,
         )
 
     async def _ws_handler(self, leg: object) -> None:

@@ -49,8 +49,14 @@ _CANONICAL: dict[str, str] = {
         "Route", "RSeq", "RAck", "Server", "Session-Expires", "Subject",
         "Subscription-State", "Supported", "Timestamp", "To", "Unsupported", "User-Agent",
         "Via", "Warning", "WWW-Authenticate",
+        # Extensions a trunk commonly sends (RFC 3325, 3326, 3327, 3608, 3891, 4028, 5806, 7044).
+        "Path", "Service-Route", "P-Asserted-Identity", "P-Preferred-Identity", "Privacy",
+        "Reason", "Replaces", "Min-SE", "Diversion", "History-Info",
     )
 }
+
+# Every canonical spelling: names stored in Headers that are in here are stored exactly so.
+_KNOWN: frozenset[str] = frozenset(_CANONICAL.values()) | frozenset(COMPACT_FORMS.values())
 
 
 def canonical_name(name: str) -> str:
@@ -72,6 +78,13 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
 
+    @classmethod
+    def from_canonical(cls, items: list[tuple[str, str]]) -> Headers:
+        """Adopt ``items`` whose names are already canonical (the parser's fast path)."""
+        h = cls()
+        h._items = items
+        return h
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
 
@@ -89,7 +102,14 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        key = canonical_name(name).lower()
+        canon = canonical_name(name)
+        if canon in _KNOWN:
+            # Known names are always stored in canonical spelling: compare exactly.
+            for n, v in self._items:
+                if n == canon:
+                    return v
+            return default
+        key = canon.lower()
         for n, v in self._items:
             if n.lower() == key:
                 return v
@@ -97,7 +117,10 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order (separate header lines stay separate entries)."""
-        key = canonical_name(name).lower()
+        canon = canonical_name(name)
+        if canon in _KNOWN:
+            return [v for n, v in self._items if n == canon]
+        key = canon.lower()
         return [v for n, v in self._items if n.lower() == key]
 
     def add(self, name: str, value: str) -> None:
