@@ -25,7 +25,9 @@ from trunkline.sip.uri import SipUri
 
 def test_via_basic_with_rport() -> None:
     via = parse_via("SIP/2.0/UDP pc33.atlanta.example.com:5066;branch=z9hG4bK776asdhds;rport")
-    assert via == Via("UDP", "pc33.atlanta.example.com", 5066, {"branch": "z9hG4bK776asdhds", "rport": None})
+    assert via == Via(
+        "UDP", "pc33.atlanta.example.com", 5066, {"branch": "z9hG4bK776asdhds", "rport": None}
+    )
     assert via.branch == "z9hG4bK776asdhds"
     assert str(via) == "SIP/2.0/UDP pc33.atlanta.example.com:5066;branch=z9hG4bK776asdhds;rport"
     assert parse_via(str(via)) == via
@@ -89,8 +91,12 @@ def test_via_malformed(value: str) -> None:
 
 def test_top_via_and_missing_via() -> None:
     req = SipRequest(
-        headers=Headers([("v", "SIP/2.0/UDP a.example.com;branch=z9hG4bK1"),
-                         ("Via", "SIP/2.0/TCP b.example.com;branch=z9hG4bK2")])
+        headers=Headers(
+            [
+                ("v", "SIP/2.0/UDP a.example.com;branch=z9hG4bK1"),
+                ("Via", "SIP/2.0/TCP b.example.com;branch=z9hG4bK2"),
+            ]
+        )
     )
     assert top_via(req).host == "a.example.com"
     with pytest.raises(SipProtocolError, match="Missing Via"):

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from trunkline.sip.errors import SipProtocolError
-from trunkline.sip.headers import parse_name_addr, parse_via
+from trunkline.sip.headers import (
+    parse_cseq,
+    parse_name_addr,
+    parse_params,
+    parse_via,
+    split_header_list,
+    tag_of,
+)
 from trunkline.sip.message import Headers, SipRequest, SipResponse
 from trunkline.sip.parser import (
     MAX_BODY_BYTES,
@@ -18,6 +27,7 @@ from trunkline.sip.parser import (
     validate_request,
     validate_response,
 )
+from trunkline.sip.uri import SipUri
 
 SDP = (
     b"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
@@ -37,9 +47,7 @@ def invite(extra: str = "", body: bytes = SDP, content_length: str | None = None
         "CSeq: 314159 INVITE\r\n"
         "Contact: <sip:alice@192.0.2.10:5060>\r\n"
         "Content-Type: application/sdp\r\n"
-        f"{extra}"
-        + (f"Content-Length: {cl}\r\n" if cl != "" else "")
-        + "\r\n"
+        f"{extra}" + (f"Content-Length: {cl}\r\n" if cl != "" else "") + "\r\n"
     )
     return head.encode() + body
 
@@ -155,7 +163,8 @@ def test_folded_lines_are_unfolded() -> None:
 
 def test_list_headers_are_split_into_entries() -> None:
     data = invite(
-        "Via: SIP/2.0/TCP a.example.com;branch=z9hG4bKa, SIP/2.0/UDP b.example.com;branch=z9hG4bKb\r\n"
+        "Via: SIP/2.0/TCP a.example.com;branch=z9hG4bKa,"
+        " SIP/2.0/UDP b.example.com;branch=z9hG4bKb\r\n"
         "Route: <sip:p1.example.com;lr>,<sip:p2.example.com;lr>\r\n"
         'Contact: "Doe, John" <sip:j@x.example>;q=0.5, <sip:k@y.example;a=1,2>\r\n'
         "Allow: INVITE, ACK ,CANCEL,BYE\r\n"
@@ -249,10 +258,13 @@ def test_content_length_malformed(value: str) -> None:
     assert err.message is not None
 
 
-def test_multiple_content_length_is_400() -> None:
+def test_multiple_content_length_is_400_unless_equal() -> None:
     err = protocol_error(invite("Content-Length: 5\r\n"))
     assert err.status_hint == 400
-    assert "Multiple Content-Length" in err.reason
+    assert "Multiple Content-Length headers disagree" in err.reason
+    msg = parse_message(invite(f"l: {len(SDP)}\r\n"))
+    assert msg.body == SDP
+    assert msg.headers.get_all("Content-Length") == [str(len(SDP))]
 
 
 def test_body_with_crlfcrlf_inside_is_kept() -> None:
@@ -276,6 +288,8 @@ def test_bad_version_is_505_with_message() -> None:
 def test_version_is_case_insensitive() -> None:
     msg = parse_message(invite().replace(b"SIP/2.0\r\n", b"sip/2.0\r\n", 1))
     assert isinstance(msg, SipRequest)
+    msg = parse_message(RESPONSE.replace(b"SIP/2.0 180", b"sip/2.0 180"))
+    assert isinstance(msg, SipResponse) and msg.status == 180
 
 
 @pytest.mark.parametrize(
@@ -330,7 +344,7 @@ def test_malformed_start_lines_without_message(line: bytes) -> None:
         (b"OPTIONS sip:a@b.example SIP/2.0\r\nVia: a\nb\r\n\r\n", "Bare CR or LF"),
         (b"OPTIONS sip:a@b.example SIP/2.0\r\nVia: a\rb\r\n\r\n", "Bare CR or LF"),
         (b"OPTIONS sip:a@b.example SIP/2.0\r\nSubject: \xff\xfe\r\n\r\n", "UTF-8"),
-        (b"OPTIONS sip:a@b.example SIP/2.0\r\nContact: \"open, <sip:x@y>\r\n\r\n", "quoted"),
+        (b'OPTIONS sip:a@b.example SIP/2.0\r\nContact: "open, <sip:x@y>\r\n\r\n', "quoted"),
     ],
 )
 def test_malformed_header_sections(data: bytes, reason: str) -> None:
@@ -355,8 +369,12 @@ def test_keepalive_detection() -> None:
 # --- validate_request / validate_response ---------------------------------------------
 
 
-def request(*headers: tuple[str, str], method: str = "OPTIONS", uri: str = "sip:a@b.example",
-            body: bytes = b"") -> SipRequest:
+def request(
+    *headers: tuple[str, str],
+    method: str = "OPTIONS",
+    uri: str = "sip:a@b.example",
+    body: bytes = b"",
+) -> SipRequest:
     base = [
         ("Via", "SIP/2.0/UDP h.example.com;branch=z9hG4bK1"),
         ("To", "<sip:a@b.example>"),
@@ -499,6 +517,7 @@ def test_stream_missing_content_length_is_fatal() -> None:
     with pytest.raises(SipProtocolError, match="Missing Content-Length"):
         parser.next_message()
     assert parser.failed
+    parser.feed(RESPONSE)  # ignored
     with pytest.raises(SipProtocolError, match="Missing Content-Length"):
         parser.next_message()  # sticky: the adapter must close the connection
 
@@ -545,3 +564,35 @@ def test_stream_equal_duplicate_content_length_is_accepted() -> None:
     parser.feed(invite("Content-Length: 3\r\n"))
     with pytest.raises(SipProtocolError, match="disagree"):
         parser.next_message()
+
+
+# --- no quadratic traps ---------------------------------------------------------------
+
+N = 60_000
+# (parser, input, whether it must raise)
+PATHOLOGICAL = [
+    (SipUri.parse, "sip:a@[" + ":" * N + "x]", True),
+    (SipUri.parse, "sip:a@" + "a-" * N + "!", True),
+    (SipUri.parse, "sip:a@b;" + "x" * N + "=" + "%4" * N, True),
+    (parse_via, "SIP/2.0/UDP a" + " :" * N + "b", True),
+    (parse_via, "SIP/2.0/UDP h;" + "a=b;" * N, True),
+    (parse_name_addr, "a " * N + "@<sip:x@y>", True),
+    (parse_name_addr, '"' + '\\"' * N, True),
+    (parse_params, ';a="' * (N + 1), True),
+    (parse_cseq, "1 " + "A" * N + "(", True),
+    (split_header_list, '"a",' * N, False),
+    (split_header_list, "<" * N + "," * N, False),
+    (tag_of, ";tag" * N, False),
+]
+
+
+@pytest.mark.parametrize(("parser", "text", "raises"), PATHOLOGICAL)
+def test_huge_values_finish(parser: Callable[[str], object], text: str, raises: bool) -> None:
+    # A quadratic (regex backtracking) path would take minutes on 60k characters and trip
+    # pytest-timeout; linear ones take milliseconds.
+    try:
+        parser(text)
+    except SipProtocolError:
+        assert raises
+    else:
+        assert not raises

@@ -102,7 +102,7 @@ PARSE_ERRORS = {
     "baddn": (400, "no empty line"),
     "badvers": (505, "Unsupported SIP version 'SIP/7.0'"),
     "bigcode": (400, "Malformed Status-Line"),
-    "mcl01": (400, "Multiple Content-Length"),
+    "mcl01": (400, "Multiple Content-Length headers disagree"),
 }
 VALIDATE_ERRORS = {
     "scalar02": (400, "CSeq number"),
@@ -110,7 +110,7 @@ VALIDATE_ERRORS = {
     "quotbal": (400, "Unterminated quoted string"),
     "escruri": (400, "Request-URI must not contain headers"),
     "regbadct": (400, "must be enclosed in <>"),
-    "badaspec": (400, "URI"),
+    "badaspec": (400, "LWS inside <>"),
     "mismatch01": (400, "CSeq method INVITE does not match request method OPTIONS"),
     "mismatch02": (400, "CSeq method INVITE does not match request method NEWMETHOD"),
     "insuf": (400, "Missing To header"),

@@ -17,7 +17,12 @@ def roundtrip(text: str) -> SipUri:
 
 def test_plain_sip_uri() -> None:
     uri = roundtrip("sip:alice@atlanta.example.com")
-    assert (uri.scheme, uri.user, uri.host, uri.port) == ("sip", "alice", "atlanta.example.com", None)
+    assert (uri.scheme, uri.user, uri.host, uri.port) == (
+        "sip",
+        "alice",
+        "atlanta.example.com",
+        None,
+    )
     assert uri.password is None and uri.params == () and uri.headers == ()
     assert str(uri) == "sip:alice@atlanta.example.com"
 

@@ -89,6 +89,7 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
         self.dtmf = DtmfReceiver()
         self.writer = RtpWriter(ssrc, media.codec.payload_type, initial_seq, initial_ts)
         self._started = False  # True once the first audio packet came in
+        self._carry = b""  # decoded PCM waiting to fill a 20 ms frame (non-20 ms ptime)
         self._resume = True  # next sent packet starts a talkspurt: marker bit (RFC 3551 §4.1)
         self.media = media
         self.remote: tuple[str, int] = (media.remote_host, media.remote_port)
@@ -163,13 +164,14 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
     def on_tick(self, now: float) -> None:
         sink = self.sink
         if self._started and sink is not None:
-            payload = self.jitter.pop()
-            if payload is not None and len(payload) == FRAME_SAMPLES:
-                sink.on_audio(self._decode(payload))
+            if not self._carry:
+                payload = self.jitter.pop()
+                if payload is not None and len(payload) == FRAME_SAMPLES:
+                    sink.on_audio(self._decode(payload))  # the common case: 20 ms packets
+                else:
+                    sink.on_audio(self._reframe(payload))
             else:
-                # Loss or underrun: keep the 20 ms cadence with silence so VAD and
-                # endpointing timers stay true (no concealment for G.711 yet).
-                sink.on_audio(SILENCE_FRAME)
+                sink.on_audio(self._reframe(None))
         frame = self.next_outbound() if self.out else None
         transport = self.transport
         if frame is None or transport is None or not self._may_send:
@@ -183,6 +185,29 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
         self._resume = False
         transport.sendto(packet, self.remote)
         self.stats.sent += 1
+
+    def _reframe(self, payload: bytes | None) -> bytes:
+        """One 20 ms frame from packets of another length (10, 30, 40 ms...).
+
+        Decoded audio that does not fill a frame, or spills over one, waits in
+        ``_carry``; the jitter buffer is popped only as fast as the peer's packets
+        come, so 30 ms packets are popped twice every three ticks. A lost packet or an
+        underrun becomes silence, which keeps the 20 ms cadence that VAD and
+        endpointing count on (there is no concealment for G.711 yet).
+        """
+        carry = self._carry
+        if payload is not None:
+            carry += self._decode(payload)
+        while len(carry) < FRAME_BYTES:
+            more = self.jitter.pop()
+            if more is None:
+                if not carry:
+                    return SILENCE_FRAME
+                carry += bytes(FRAME_BYTES - len(carry))
+                break
+            carry += self._decode(more)
+        self._carry = carry[FRAME_BYTES:]
+        return carry[:FRAME_BYTES]
 
     # --- call control ----------------------------------------------------------------
 

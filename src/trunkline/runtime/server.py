@@ -6,7 +6,6 @@ and its cost grows with calls, not with timers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ from aiohttp import web
 
 from trunkline.api.http import build_http_app
 from trunkline.net.calls import SipCalls
-from trunkline.net.leg import CallHandler
+from trunkline.net.leg import CallHandler, MediaLeg
 from trunkline.net.pacer import Pacer
 from trunkline.net.rtp_pool import RtpPortPool
 from trunkline.net.ws_server import add_media_route
@@ -74,9 +73,8 @@ class Server:
         site = web.TCPSite(runner, self.config.http_host, self.config.http_port)
         await site.start()
         self._runner = runner
-        server = site._server
-        if isinstance(server, asyncio.Server) and server.sockets:
-            name = server.sockets[0].getsockname()
+        if runner.addresses:  # the bound address, which differs when port 0 was asked for
+            name = runner.addresses[0]
             self.http_address = (str(name[0]), int(name[1]))
         log.info(
             "serving: SIP udp+tcp %s:%d, HTTP %s:%d, RTP %d-%d",
@@ -86,10 +84,7 @@ class Server:
             self.config.rtp_high,
         )
 
-    async def _ws_handler(self, leg: object) -> None:
-        from trunkline.net.leg import MediaLeg
-
-        assert isinstance(leg, MediaLeg)
+    async def _ws_handler(self, leg: MediaLeg) -> None:
         self.ws_calls += 1
         try:
             await self.handler(leg)

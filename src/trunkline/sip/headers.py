@@ -30,6 +30,7 @@ _TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]
 # gen-value = token / host / quoted-string: a token, or a host (IPv6 references included).
 _GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+\Z")
 _LWS = " \t"
+_LWS_SET = frozenset(" \t")
 # CSeq numbers must be < 2**31 (RFC 3261 §8.1.1.5); ten digits is the longest such number
 # that may carry leading zeros in reasonable messages, and bounds int() on junk.
 _MAX_CSEQ_DIGITS = 10
@@ -172,7 +173,9 @@ def parse_via(value: str) -> Via:
         raise _bad("Malformed Via transport")
     if " " in sent_by or "\t" in sent_by:
         # COLON = SWS ":" SWS: drop LWS around the port separator only.
-        sent_by = re.sub(r"[ \t]*:[ \t]*", ":", sent_by) if ":" in sent_by else sent_by
+        host_part, colon, port_part = sent_by.rpartition(":")
+        if colon and "]" not in port_part:
+            sent_by = f"{host_part.rstrip(_LWS)}:{port_part.lstrip(_LWS)}"
         if " " in sent_by or "\t" in sent_by:
             raise _bad("Malformed Via sent-by")
     host, port = parse_host_port(sent_by, "Via")
@@ -280,7 +283,10 @@ def parse_name_addr(value: str) -> NameAddr:
     gt = rest.find(">")
     if gt < 0:
         raise _bad("Address has '<' without '>'")
-    uri = SipUri.parse(rest[1:gt], any_scheme=True)
+    uri_text = rest[1:gt]
+    if uri_text[:1] in _LWS_SET or uri_text[-1:] in _LWS_SET:
+        raise _bad("LWS inside <> of an address (RFC 4475 §3.1.2.14)")
+    uri = SipUri.parse(uri_text, any_scheme=True)
     tail = rest[gt + 1 :].lstrip(_LWS)
     if tail and not tail.startswith(";"):
         raise _bad("Junk after '>' in address")
@@ -303,7 +309,7 @@ def tag_of(value: str) -> str | None:
     """
     gt = value.rfind(">")
     tail = value[gt + 1 :] if gt >= 0 else value
-    if "tag" not in tail and "TAG" not in tail.upper():
+    if "tag" not in tail.lower():
         return None
     for item in tail.split(";")[1:]:
         name, eq, tag = item.partition("=")

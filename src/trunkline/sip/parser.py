@@ -25,8 +25,8 @@ from trunkline.sip.headers import parse_cseq, parse_name_addr, parse_via, split_
 from trunkline.sip.message import Headers, SipRequest, SipResponse, canonical_name
 from trunkline.sip.uri import SipUri
 
-# A UDP datagram's payload cannot exceed 65,535 - 8 - 20 octets (IPv4 length field);
-# anything longer did not come from one datagram (RFC 3261 §18.1.1, §18.3).
+# An IP datagram is at most 65,535 octets (16-bit length field), so no UDP payload is
+# larger: anything longer did not come from one datagram (RFC 3261 §18.1.1, §18.3).
 MAX_MESSAGE_BYTES = 65_535
 # Real header sections are 0.5-4 KiB (RFC 4475's longreq is 3.5 KiB); 32 KiB bounds the
 # memory a stream peer can make us hold before a message completes.
@@ -38,10 +38,9 @@ MAX_HEADER_LINES = 256
 # message may make us buffer (RFC 3261 §18.3 framing by Content-Length).
 MAX_BODY_BYTES = 262_144
 
-# Headers whose grammar is a comma list (RFC 3261 §7.3.1, §25.1; RFC 3265, 3325, 3327,
-# 3608, 5806, 7044):
-# each element becomes its own entry. Others (WWW-Authenticate, Authorization, Date,
-# Warning, Retry-After, Subject, ...) have commas inside a single value and stay whole.
+# Headers whose grammar is a comma list (RFC 3261 §7.3.1, §25.1; RFC 3265, 3325, 3327, 3608,
+# 5806, 7044): each element becomes its own entry. Others (WWW-Authenticate, Authorization,
+# Date, Warning, Retry-After, Subject, ...) have commas inside one value and stay whole.
 LIST_HEADERS = frozenset(
     {
         "Via", "Contact", "Route", "Record-Route", "Allow", "Supported", "Require",
@@ -88,7 +87,7 @@ def _parse_int(text: str, what: str, msg: Message | None) -> int:
 
 def _parse_start_line(line: str) -> tuple[Message, SipProtocolError | None]:
     """The message shell for a start line, and the error to raise once headers are in."""
-    if line.startswith("SIP/"):
+    if line[:4].upper() == "SIP/":  # "SIP" is case-insensitive (RFC 3261 §25.1)
         parts = line.split(" ", 2)
         code = parts[1] if len(parts) > 1 else ""
         if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] == "0":
@@ -215,8 +214,9 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
     rest = data[end + 4 :]
     if not content_lengths:
         msg.body = rest
-    elif len(content_lengths) > 1:
-        raise _bad("Multiple Content-Length headers (RFC 4475 §3.3.9)", msg)
+    elif len(set(content_lengths)) > 1:
+        # RFC 4475 §3.3.9: the body's extent is unknown. Equal repeats are harmless.
+        raise _bad("Multiple Content-Length headers disagree (RFC 4475 §3.3.9)", msg)
     else:
         length = _parse_int(content_lengths[0], "Content-Length", msg)
         if length > len(rest):
@@ -253,8 +253,9 @@ class StreamParser:
         return self._error is not None
 
     def feed(self, data: bytes) -> None:
-        """Append received bytes."""
-        self._buf += data
+        """Append received bytes (dropped once the stream has ``failed``)."""
+        if self._error is None:
+            self._buf += data
 
     def _fail(self, err: SipProtocolError) -> SipProtocolError:
         self._error = err

@@ -22,7 +22,7 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
 _SIP_URI_CHARS_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%;/?:@&=+$,\[\]]*\Z")
 _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9.])?\Z")
-_IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]\Z")
+_IPV6_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]+\Z")
 _PORT_RE = re.compile(r"[0-9]{1,5}\Z")
 # RFC 3966 telephone-subscriber, loosely: digits, visual separators, *, #, A-F for local numbers.
 _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#().\-pPwW]+\Z")
@@ -64,7 +64,7 @@ def parse_host_port(text: str, what: str) -> tuple[str, int | None]:
         if end < 0:
             raise _bad(f"{what} has an unterminated IPv6 reference")
         host, rest = text[: end + 1], text[end + 1 :]
-        if not _IPV6_RE.match(host):
+        if ":" not in host or not _IPV6_CHARS_RE.match(host, 1, end):
             raise _bad(f"{what} has a malformed IPv6 reference")
         if rest and not rest.startswith(":"):
             raise _bad(f"{what} has junk after the IPv6 reference")
