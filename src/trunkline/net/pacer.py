@@ -5,7 +5,7 @@ Theory of operation
 Real-time media needs one packet per call every 20 ms. A task or a timer per call costs a
 heap entry and a wake-up per packet; at a thousand calls that is 50,000 wake-ups a second
 before any work is done. Instead the pacer keeps a wheel of ``SLOTS`` slots, ``SLOT_S``
-apart (20 slots of 1 ms), and one ``loop.call_at`` timer. Each stream lives in one slot
+apart (20 slots of 1 ms), and one timer (``loop.call_later``). Each stream lives in one slot
 and is ticked when its slot comes round, so the loop wakes at most 1,000 times a second
 whatever the number of calls, and each slot holds 1/20 of them.
 
@@ -16,13 +16,16 @@ If the loop stalls, the pacer catches up by running the missed slots back to bac
 stream still gets one tick per 20 ms of grid), but after a stall longer than
 ``MAX_CATCH_UP_S`` it drops the missed grid rather than flood the network with a burst.
 
-Send lateness (the time a stream's tick actually ran minus its grid time) is counted per
-tick in a fixed histogram, so measuring it allocates nothing.
+Send lateness (the time a stream's tick finished minus its grid time) is counted in a
+fixed histogram, so measuring it allocates nothing. Each slot is read once, when its
+last stream is done, and that lateness is counted for every stream in the slot: an
+upper bound per packet that costs one clock read per millisecond, not one per packet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Protocol
 
@@ -39,7 +42,7 @@ HIST_BUCKETS = 2000
 
 class PacedStream(Protocol):
     def on_tick(self, now: float) -> None:
-        """Called once per 20 ms; ``now`` is the grid time this tick belongs to."""
+        """Called once per 20 ms; ``now`` is the grid time (``time.monotonic()``) of the tick."""
 
 
 class LatenessHistogram:
@@ -53,14 +56,14 @@ class LatenessHistogram:
         self.counts = [0] * HIST_BUCKETS
         self.total = 0
 
-    def add(self, lateness_s: float) -> None:
+    def add(self, lateness_s: float, count: int = 1) -> None:
         i = int(lateness_s / HIST_BUCKET_S)
         if i < 0:
             i = 0
         elif i >= HIST_BUCKETS:
             i = HIST_BUCKETS - 1
-        self.counts[i] += 1
-        self.total += 1
+        self.counts[i] += count
+        self.total += count
 
     def percentile(self, p: float) -> float:
         """The upper edge (seconds) of the bucket holding the p-th percentile tick."""
@@ -102,10 +105,22 @@ class Pacer:
     def start(self) -> None:
         if self._handle is not None:
             return
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
-        self._next_time = loop.time() + SLOT_S
-        self._handle = loop.call_at(self._next_time, self._run)
+        self._loop = self._loop or asyncio.get_running_loop()
+        self._next_time = time.monotonic() + SLOT_S
+        self._arm()
+
+    def _arm(self) -> None:
+        """Sleep until the next slot, never waking early.
+
+        uvloop keeps timers in whole milliseconds and truncates delays, so a wake-up
+        asked for 0.6 ms ahead fires at once; re-arming it would spin the loop at 100%
+        CPU until the millisecond turns. Rounding the delay up costs at most 1 ms of
+        lateness and lets the loop sleep.
+        """
+        assert self._loop is not None
+        delay = self._next_time - time.monotonic()
+        delay_ms = math.ceil(delay * 1000) if delay > 0 else 0
+        self._handle = self._loop.call_later(delay_ms / 1000, self._run)
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -130,11 +145,10 @@ class Pacer:
     def _run(self) -> None:
         loop = self._loop
         assert loop is not None
+        # The grid is kept on time.monotonic(), not loop.time(): uvloop's loop time is a
+        # millisecond clock cached per iteration, too coarse to measure lateness with.
         mono = time.monotonic
-        # loop.time() may be a cached, millisecond clock (uvloop); lateness is measured
-        # on time.monotonic(), the same clock asyncio and uvloop derive their time from.
-        offset = mono() - loop.time()
-        now = loop.time()
+        now = mono()
         if now - self._next_time > MAX_CATCH_UP_S:
             skipped = int((now - self._next_time) / SLOT_S)
             self.dropped_grid_s += skipped * SLOT_S
@@ -143,8 +157,8 @@ class Pacer:
         add = self.lateness.add
         while self._next_time <= now:
             grid = self._next_time
-            grid_mono = grid + offset
-            for stream in self._slots[self._next_slot]:
+            slot = self._slots[self._next_slot]
+            for stream in slot:
                 try:
                     stream.on_tick(grid)
                 except Exception:  # one broken stream must not stop every call's media
@@ -152,8 +166,11 @@ class Pacer:
                     loop.call_exception_handler(
                         {"message": "paced stream failed; removed", "stream": stream}
                     )
-                add(mono() - grid_mono)
+            if slot:
+                # Every stream of the slot is counted as late as the last one finished:
+                # an upper bound per packet, for one clock read per slot, not per packet.
+                add(mono() - grid, len(slot))
             self.ticks += 1
             self._next_slot = (self._next_slot + 1) % SLOTS
             self._next_time = grid + SLOT_S
-        self._handle = loop.call_at(self._next_time, self._run)
+        self._arm()

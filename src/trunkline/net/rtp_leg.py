@@ -172,7 +172,11 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
                     sink.on_audio(self._reframe(payload))
             else:
                 sink.on_audio(self._reframe(None))
-        frame = self.next_outbound() if self.out else None
+        out = self.out
+        frame = out.popleft() if out else None
+        if frame is not None and frame.__class__ is not bytes:
+            out.appendleft(frame)  # a mark: let the base class report it
+            frame = self.next_outbound()
         transport = self.transport
         if frame is None or transport is None or not self._may_send:
             if not self._resume:

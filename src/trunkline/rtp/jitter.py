@@ -139,12 +139,30 @@ class JitterBuffer:
         """Add one received packet. ``now`` is the arrival time in seconds (monotonic)."""
         stats = self.stats
         stats.received += 1
+        highest = self._highest
+        # Fast path, nearly every packet: the next one in order, its timestamp one frame
+        # on, with room in the ring. It must end in the same state as the general path.
+        if (
+            ssrc == self._ssrc
+            and seq == (highest + 1) & 0xFFFF
+            and timestamp == (self._highest_ts + self._frame_samples) & 0xFFFFFFFF
+            and highest + 1 - self._next < self._capacity
+        ):
+            ext = highest + 1
+            slot = ext % self._capacity
+            ring = self._ring
+            if ring[slot] is None:
+                self._update_jitter(timestamp, now)
+                ring[slot] = payload
+                self._buffered += 1
+                self._highest = ext
+                self._highest_ts = timestamp
+                return
         if ssrc != self._ssrc:
             if self._ssrc is not None:
                 stats.ssrc_changes += 1
             self._reset(seq, timestamp, ssrc, payload, now)
             return
-        highest = self._highest
         ext = highest + seq_distance(seq, highest & 0xFFFF)
         delta = ext - highest
         if delta > self._capacity or delta < -MAX_MISORDER:
