@@ -55,9 +55,10 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
-def proc_cpu_s(pid: int) -> float:
+def proc_cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def proc_rss_bytes(pid: int) -> int:
@@ -191,6 +192,7 @@ class Point:
     cpu_per_call_s: float
     calls_per_core: float
     server_cpu_share: float
+    server_sys_share: float
     rss_per_call_kb: float
     lateness_p50_ms: float
     lateness_p99_ms: float
@@ -251,7 +253,7 @@ async def run_point(n: int, args: argparse.Namespace) -> Point:
         await asyncio.sleep(2)
         up = gen.up
         wall = t1 - t0
-        cpu_share = (cpu1 - cpu0) / wall
+        cpu_share = (cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1]) / wall
         cpu_per_call = cpu_share / max(up, 1)
         return Point(
             calls=n,
@@ -259,6 +261,7 @@ async def run_point(n: int, args: argparse.Namespace) -> Point:
             cpu_per_call_s=cpu_per_call,
             calls_per_core=1 / cpu_per_call if cpu_per_call else 0.0,
             server_cpu_share=cpu_share,
+            server_sys_share=(cpu1[1] - cpu0[1]) / wall,
             rss_per_call_kb=(rss_n - rss0) / max(up, 1) / 1024,
             lateness_p50_ms=float(stats["lateness_p50_ms"]),  # type: ignore[arg-type]
             lateness_p99_ms=float(stats["lateness_p99_ms"]),  # type: ignore[arg-type]
@@ -281,7 +284,8 @@ async def run_point(n: int, args: argparse.Namespace) -> Point:
 def print_point(p: Point) -> None:
     note = " GENERATOR-BOUND" if p.gen_p99_ms > SLOW_GENERATOR_P99_S * 1000 else ""
     print(
-        f"{p.calls:>6} {p.up:>6} {p.server_cpu_share * 100:>7.1f}% {p.cpu_per_call_s * 1e3:>9.3f}"
+        f"{p.calls:>6} {p.up:>6} {p.server_cpu_share * 100:>6.1f}%"
+        f" ({p.server_sys_share * 100:>4.1f}% sys) {p.cpu_per_call_s * 1e3:>9.3f}"
         f" {p.calls_per_core:>9.0f} {p.rss_per_call_kb:>8.1f} {p.lateness_p50_ms:>6.1f}"
         f" {p.lateness_p99_ms:>6.1f} {p.lateness_max_ms:>7.1f} {p.late_share * 100:>6.2f}%"
         f" {p.echo_ratio * 100:>6.1f}% {p.gen_cpu_share * 100:>6.1f}% {p.gen_p99_ms:>6.1f}"
@@ -293,7 +297,7 @@ def print_point(p: Point) -> None:
 async def main_async(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {1})
     print(
-        "calls(N) up  srvCPU  ms-cpu/call-s  calls/core  RSS-KB/call  late-p50 p99 max(ms)"
+        "calls(N) up  srvCPU (of which sys)  ms-cpu/call-s  calls/core  RSS-KB/call  late-p50 p99 max(ms)"
         "  >20ms  echo  genCPU gen-p99(ms)"
     )
     for _ in range(args.repeat):

@@ -20,6 +20,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# SIPp replays RTP from pcap files through a raw socket; without root it needs the
+# capability (only the interop tests use it).
+if [ "$(id -u)" -ne 0 ] && command -v setcap >/dev/null && command -v sipp >/dev/null; then
+  getcap "$(command -v sipp)" | grep -q cap_net_raw || sudo setcap cap_net_raw+ep "$(command -v sipp)" || true
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"

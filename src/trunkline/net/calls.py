@@ -27,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from trunkline.net.leg import CallHandler, Dtmf, HoldChanged, LegInfo, TransferResult
@@ -64,6 +65,8 @@ RECENT_CALLS = 500
 
 @dataclass
 class CallSummary:
+    """What ``GET /calls`` and ``GET /calls/recent`` report of a call."""
+
     call_id: str
     direction: str
     started: float
@@ -83,7 +86,7 @@ class CallSummary:
 class _Call:
     sip: Any  # the UA's call handle
     summary: CallSummary
-    sock: Any = None
+    sock: socket.socket | None = None
     port: int = 0
     leg: SipRtpLeg | None = None
     task: asyncio.Task[None] | None = None
@@ -92,7 +95,6 @@ class _Call:
     answered: asyncio.Future[NegotiatedMedia] | None = None
     transfer: asyncio.Future[TransferResult] | None = None
     pending_offer: SessionDescription | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class SipCalls:
@@ -197,9 +199,8 @@ class SipCalls:
     async def _run_incoming(
         self, call: _Call, info: LegInfo, media: NegotiatedMedia, answer: bytes
     ) -> None:
-        loop = asyncio.get_running_loop()
         leg = self._make_leg(call, info, media)
-        _, _ = await loop.create_datagram_endpoint(lambda: leg, sock=call.sock)
+        leg.start()
         ua = self._ua()
         if self.ring_ms > 0:
             ua.ring(call.sip, now=self._now())
@@ -210,11 +211,12 @@ class SipCalls:
         await self._run_app(call, leg)
 
     def _make_leg(self, call: _Call, info: LegInfo, media: NegotiatedMedia) -> SipRtpLeg:
+        assert call.sock is not None, "a call gets its RTP socket before its leg"
         r = self.rand
         leg = SipRtpLeg(
             info,
             media,
-            call.port,
+            call.sock,
             self,
             self.pacer,
             ssrc=r.getrandbits(32),
@@ -412,7 +414,7 @@ class SipCalls:
             raise
         info = LegInfo(kind="sip", call_id=call_id, from_uri=from_uri or "", to_uri=target_uri)
         leg = self._make_leg(call, info, media)
-        await loop.create_datagram_endpoint(lambda: leg, sock=sock)
+        leg.start()
         return leg
 
     # --- helpers -------------------------------------------------------------------------

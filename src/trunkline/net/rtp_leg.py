@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Inbound packets arrive in ``datagram_received`` and only go into the jitter buffer (or
+Inbound packets are read in ``_on_readable`` and only go into the jitter buffer (or
 the RFC 4733 receiver); nothing is decoded there. Once per 20 ms the pacer calls
 ``on_tick``, which does the whole frame's work in one go:
 
@@ -13,8 +13,15 @@ Because step 2 follows step 1 in the same tick, an app that answers a frame at o
 echo app) adds no pacing delay. Nothing here creates a task, and per packet only the
 bytes objects that must exist are allocated.
 
-Symmetric RTP (RFC 4961): we send to the address in the SDP until packets arrive from
-somewhere else, then follow their source, which is what phones behind NAT need.
+Symmetric RTP (RFC 4961): we send to the address in the SDP until the first packet
+arrives, then follow its source, which is what phones behind NAT need.
+
+The leg drives its socket itself (``loop.add_reader`` and non-blocking ``recv``/``send``)
+rather than through an asyncio datagram transport. Once the peer's address is known the
+socket is ``connect``-ed to it, so each packet needs no address conversion either way,
+the kernel reuses the route, and one readable event costs one ``recv`` (a transport reads
+until EAGAIN: a wasted syscall per packet at 50 packets a second). A send that would
+block drops the packet: late audio is worse than lost audio.
 
 Call control (BYE, REFER) belongs to the SIP endpoint: the leg forwards ``hangup`` and
 ``transfer`` to the ``SipCallControl`` it was built with.
@@ -24,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from time import monotonic
 from typing import Protocol
 
@@ -42,6 +51,8 @@ log = logging.getLogger(__name__)
 # RFC 3551 static payload types of the two codecs we carry.
 PT_PCMU = 0
 PT_PCMA = 8
+# Sequence number, timestamp and SSRC: bytes 2..12 of the fixed header (RFC 3550 §5.1).
+_SEQ_TS_SSRC = struct.Struct("!HII")
 
 
 class SipCallControl(Protocol):
@@ -55,23 +66,29 @@ class SipCallControl(Protocol):
 class RtpStats:
     """Per-leg counters read by the API and the benchmarks."""
 
-    __slots__ = ("bad_packets", "foreign_packets", "received", "sent")
+    __slots__ = ("bad_packets", "foreign_packets", "received", "send_errors", "sent")
 
     def __init__(self) -> None:
         self.received = 0
         self.sent = 0
         self.bad_packets = 0
         self.foreign_packets = 0  # other payload types and RTCP on the RTP port
+        self.send_errors = 0  # dropped: socket buffer full, or ICMP unreachable
 
 
-class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
+# Big enough for any RTP packet on a telephony path; a small read keeps each recv cheap
+# (asyncio's transports read into 256 KiB, which showed up as page faults per packet).
+RECV_SIZE = 2048
+
+
+class SipRtpLeg(MediaLeg):
     """One SIP call's media. Created by the endpoint once SDP is negotiated."""
 
     def __init__(
         self,
         info: LegInfo,
         media: NegotiatedMedia,
-        sock_port: int,
+        sock: socket.socket,
         control: SipCallControl,
         pacer: Pacer,
         *,
@@ -80,17 +97,21 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
         initial_ts: int,
     ) -> None:
         MediaLeg.__init__(self, info)
-        self.local_port = sock_port
+        self.sock: socket.socket | None = sock
+        self.local_port = int(sock.getsockname()[1])
         self.control = control
         self.pacer = pacer
-        self.transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = False  # the socket is connect()-ed to self.remote
         self.stats = RtpStats()
         self.jitter = JitterBuffer()
         self.dtmf = DtmfReceiver()
         self.writer = RtpWriter(ssrc, media.codec.payload_type, initial_seq, initial_ts)
         self._started = False  # True once the first audio packet came in
         self._carry = b""  # decoded PCM waiting to fill a 20 ms frame (non-20 ms ptime)
-        self._resume = True  # next sent packet starts a talkspurt: marker bit (RFC 3551 §4.1)
+        # The last frame decoded and the payload it came from (see on_tick).
+        self._last_in: bytes | None = None
+        self._last_in_payload = b""
         self.media = media
         self.remote: tuple[str, int] = (media.remote_host, media.remote_port)
         self._latched = False
@@ -115,20 +136,99 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
         else:
             self._decode, self._encode = g711.ulaw_decode, g711.ulaw_encode
         self.writer.payload_type = pt
+        self._last_in = None  # the codec may have changed
         if (media.remote_host, media.remote_port) != self.remote:
             self.remote = (media.remote_host, media.remote_port)
             self._latched = False
+            self._disconnect()
         # RFC 3264 §5.1: we do not send on a stream the peer made sendonly/inactive.
         self._may_send = media.direction in ("sendrecv", "sendonly") and not media.on_hold
 
-    # --- asyncio.DatagramProtocol ------------------------------------------------------
+    # --- socket ---------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's UDP transport does not subclass asyncio.DatagramTransport; duck-type it.
-        self.transport = transport  # type: ignore[assignment]
+    def start(self) -> None:
+        """Start reading the socket and join the pacer."""
+        assert self.sock is not None
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._on_readable)
         self.pacer.add(self)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+    def _on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            if self._connected:
+                self.datagram_received(sock.recv(RECV_SIZE), None)
+            else:
+                data, addr = sock.recvfrom(RECV_SIZE)
+                self.datagram_received(data, addr)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            # ICMP port unreachable on a connected socket, and the like: the peer may
+            # not be listening yet. Media goes on; the call is not ours to end here.
+            log.debug("%s: RTP socket error %s", self.call_id, exc)
+
+    def _send(self, packet: bytes) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            if self._connected:
+                sock.send(packet)
+            else:
+                sock.sendto(packet, self.remote)
+            self.stats.sent += 1
+        except OSError:  # BlockingIOError (buffer full) included: drop, never queue
+            self.stats.send_errors += 1
+
+    def _connect(self) -> None:
+        if self.sock is not None and not self._connected:
+            try:
+                self.sock.connect(self.remote)
+                self._connected = True
+            except OSError as exc:
+                log.debug("%s: cannot connect RTP socket to %s: %s", self.call_id, self.remote, exc)
+
+    def _disconnect(self) -> None:
+        """Accept packets from anyone again (a re-INVITE moved the peer, RFC 3264 §8.3.1).
+
+        A connected UDP socket cannot be portably un-connected from Python, so the port
+        is re-bound on a fresh socket; UDP has no TIME_WAIT, so the same port is free.
+        """
+        old = self.sock
+        if old is None or not self._connected:
+            return
+        fresh = socket.socket(old.family, socket.SOCK_DGRAM)
+        try:
+            address = old.getsockname()
+            if self._loop is not None:
+                self._loop.remove_reader(old.fileno())
+            old.close()
+            fresh.bind(address)
+        except OSError as exc:
+            fresh.close()
+            self.sock = None
+            log.warning("%s: cannot re-bind RTP port %d: %s", self.call_id, self.local_port, exc)
+            return
+        fresh.setblocking(False)
+        self.sock = fresh
+        self._connected = False
+        if self._loop is not None:
+            self._loop.add_reader(fresh.fileno(), self._on_readable)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...] | None) -> None:
+        # Fast path for nearly every packet: version 2 with no padding, extension or
+        # CSRC (first byte 0x80), carrying our audio payload type.
+        if len(data) > 12 and data[0] == 0x80 and data[1] & 0x7F == self._audio_pt:
+            seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+            self.stats.received += 1
+            # Arrival time feeds the RFC 3550 A.8 jitter estimate that sizes the buffer.
+            self.jitter.push(seq, ts, ssrc, data[12:], monotonic())
+            if not self._latched:
+                self._first_packet(addr)
+            return
         try:
             pt, seq, ts, ssrc, marker, payload = parse_payload_fast(data)
         except RtpProtocolError:
@@ -136,9 +236,7 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
             return
         if pt == self._audio_pt:
             self.stats.received += 1
-            # Arrival time feeds the RFC 3550 A.8 jitter estimate that sizes the buffer.
             self.jitter.push(seq, ts, ssrc, payload, monotonic())
-            self._started = True
         elif pt == self._dtmf_pt:
             digit = self.dtmf.on_packet(ts, marker, payload)
             if digit is not None:
@@ -147,17 +245,21 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
             self.stats.foreign_packets += 1
             return
         if not self._latched:
-            self._latched = True
-            src = (str(addr[0]), int(addr[1]))
-            if src != self.remote:
-                log.info(
-                    "%s: media latched to %s:%d (SDP said %s:%d)", self.call_id, *src, *self.remote
-                )
-                self.remote = src
+            self._first_packet(addr)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: the peer may not be listening yet.
-        log.debug("%s: RTP socket error %s", self.call_id, exc)
+    def _first_packet(self, addr: tuple[str | int, ...] | None) -> None:
+        """Start playout, and follow the peer's source address (symmetric RTP)."""
+        self._started = True
+        self._latched = True
+        if addr is None:
+            return
+        src = (str(addr[0]), int(addr[1]))
+        if src != self.remote:
+            log.info(
+                "%s: media latched to %s:%d (SDP said %s:%d)", self.call_id, *src, *self.remote
+            )
+            self.remote = src
+        self._connect()
 
     # --- pacer ---------------------------------------------------------------------------
 
@@ -167,7 +269,10 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
             if not self._carry:
                 payload = self.jitter.pop()
                 if payload is not None and len(payload) == FRAME_SAMPLES:
-                    sink.on_audio(self._decode(payload))  # the common case: 20 ms packets
+                    pcm = self._decode(payload)  # the common case: 20 ms packets
+                    self._last_in = pcm
+                    self._last_in_payload = payload
+                    sink.on_audio(pcm)
                 else:
                     sink.on_audio(self._reframe(payload))
             else:
@@ -177,18 +282,18 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
         if frame is not None and frame.__class__ is not bytes:
             out.appendleft(frame)  # a mark: let the base class report it
             frame = self.next_outbound()
-        transport = self.transport
-        if frame is None or transport is None or not self._may_send:
-            if not self._resume:
-                self._resume = True
-            self.writer.skip(FRAME_SAMPLES)
+        if frame is None or not self._may_send:
+            self.writer.skip(FRAME_SAMPLES)  # a gap: the next packet gets the marker bit
             return
-        if len(frame) != FRAME_BYTES:
-            frame = frame[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0")
-        packet = self.writer.next_packet(self._encode(frame), FRAME_SAMPLES, self._resume)
-        self._resume = False
-        transport.sendto(packet, self.remote)
-        self.stats.sent += 1
+        if frame is self._last_in:
+            # The app sent back the very frame we just decoded (echo, a same-codec
+            # bridge): G.711 decode then encode gives the same bytes, so reuse them.
+            payload = self._last_in_payload
+        elif len(frame) == FRAME_BYTES:
+            payload = self._encode(frame)
+        else:
+            payload = self._encode(frame[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0"))
+        self._send(self.writer.next_packet(payload))
 
     def _reframe(self, payload: bytes | None) -> bytes:
         """One 20 ms frame from packets of another length (10, 30, 40 ms...).
@@ -226,6 +331,8 @@ class SipRtpLeg(MediaLeg, asyncio.DatagramProtocol):
     def close_media(self) -> None:
         """Stop ticking and close the socket (the endpoint calls this when the call ends)."""
         self.pacer.remove(self)
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()

@@ -32,7 +32,6 @@ buffered; every pop is exactly one of ``played``, ``lost``, ``underruns`` or ``w
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from trunkline.rtp.errors import RtpUsageError
@@ -90,6 +89,7 @@ class JitterBuffer:
         "_primed",
         "_ring",
         "_ssrc",
+        "_target_scale",
         "_transit",
         "_ts_window",
         "stats",
@@ -110,6 +110,7 @@ class JitterBuffer:
             raise RtpUsageError("jitter buffer needs a positive clock rate and frame size")
         self._clock_rate = clock_rate
         self._frame_samples = frame_samples
+        self._target_scale = JITTER_FACTOR / frame_samples
         self._min_delay = min_delay_frames
         self._max_delay = max_delay_frames
         self._capacity = capacity_frames
@@ -274,10 +275,21 @@ class JitterBuffer:
             elif d < -0x80000000:
                 d += 0x100000000
             stats = self.stats
-            jitter = stats.jitter + (abs(d) - stats.jitter) / 16
+            jitter = stats.jitter
+            jitter += ((d if d >= 0 else -d) - jitter) * 0.0625  # / 16
             stats.jitter = jitter
-            target = math.ceil(JITTER_FACTOR * jitter / self._frame_samples) + 1
-            stats.target_delay_frames = min(max(target, self._min_delay), self._max_delay)
+            # target = ceil(JITTER_FACTOR * jitter / frame) + 1, clamped; spelled out
+            # because this runs for every packet of every call.
+            x = jitter * self._target_scale
+            target = int(x)
+            if target < x:
+                target += 1
+            target += 1
+            if target < self._min_delay:
+                target = self._min_delay
+            elif target > self._max_delay:
+                target = self._max_delay
+            stats.target_delay_frames = target
 
     def _reset(self, seq: int, timestamp: int, ssrc: int, payload: bytes, now: float) -> None:
         """Forget everything buffered and start a new run at this packet."""
