@@ -352,6 +352,13 @@ class SipCalls:
                 self._cleanup(call, "local", reason)
                 return
 
+    def dtmf_info_leg(self, leg: SipRtpLeg, digit: str, duration_ms: int) -> None:
+        for call in self.calls.values():
+            if call.leg is leg:
+                self._ua().send_dtmf_info(call.sip, digit, duration_ms, now=self._now())
+                self._pump()
+                return
+
     async def transfer_leg(self, leg: SipRtpLeg, target: str) -> TransferResult:
         for call in self.calls.values():
             if call.leg is leg:

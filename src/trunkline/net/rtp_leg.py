@@ -33,6 +33,7 @@ import asyncio
 import logging
 import socket
 import struct
+from collections import deque
 from time import monotonic
 from typing import Protocol
 
@@ -40,7 +41,7 @@ from trunkline.media.audio import FRAME_BYTES, FRAME_SAMPLES, SILENCE_FRAME
 from trunkline.net.leg import Dtmf, LegInfo, MediaLeg, TransferResult
 from trunkline.net.pacer import Pacer
 from trunkline.rtp import g711
-from trunkline.rtp.dtmf import DtmfReceiver
+from trunkline.rtp.dtmf import DtmfReceiver, DtmfSender
 from trunkline.rtp.errors import RtpProtocolError
 from trunkline.rtp.jitter import JitterBuffer
 from trunkline.rtp.packet import RtpWriter, parse_payload_fast
@@ -59,6 +60,8 @@ class SipCallControl(Protocol):
     """What the SIP endpoint does for a leg when the app asks for call control."""
 
     def hangup_leg(self, leg: SipRtpLeg, reason: str) -> None: ...
+
+    def dtmf_info_leg(self, leg: SipRtpLeg, digit: str, duration_ms: int) -> None: ...
 
     async def transfer_leg(self, leg: SipRtpLeg, target: str) -> TransferResult: ...
 
@@ -116,7 +119,41 @@ class SipRtpLeg(MediaLeg):
         self.remote: tuple[str, int] = (media.remote_host, media.remote_port)
         self._latched = False
         self.digits = ""  # every DTMF digit received, for the call summary
+        # Outbound RFC 4733 events: digits waiting, and the packets of the one being sent.
+        self._dtmf_digits: deque[tuple[str, int]] = deque()
+        self._dtmf_packets: deque[tuple[bytes, bool, int]] = deque()
+        self._dtmf_start_ts = 0
+        self._dtmf_ticks = 0
         self.apply_media(media)
+
+    def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
+        """Send a DTMF digit: RFC 4733 events when the peer accepted telephone-event,
+        else SIP INFO (application/dtmf-relay). Audio is muted while an event plays.
+
+        Raises:
+            RtpUsageError: ``digit`` is not one of 0-9, *, #, A-D or the duration is bad.
+        """
+        DtmfSender().packets(digit, duration_ms)  # validates before anything is queued
+        if self._dtmf_pt < 0:
+            self.control.dtmf_info_leg(self, digit, duration_ms)
+        else:
+            self._dtmf_digits.append((digit, duration_ms))
+
+    def _send_dtmf_packet(self) -> None:
+        """One telephone-event packet per tick; all share the event's start timestamp."""
+        writer = self.writer
+        if not self._dtmf_packets:
+            digit, duration_ms = self._dtmf_digits.popleft()
+            self._dtmf_packets.extend(DtmfSender().packets(digit, duration_ms))
+            self._dtmf_start_ts = writer.timestamp
+        payload, marker, _ = self._dtmf_packets.popleft()
+        self._send(writer.event_packet(payload, self._dtmf_pt, self._dtmf_start_ts, marker))
+        self._dtmf_ticks += 1
+        if not self._dtmf_packets:
+            # Audio resumes at the timestamp wall time reached: the event's packets and its
+            # end retransmits each took one 20 ms tick.
+            writer.skip(self._dtmf_ticks * FRAME_SAMPLES)
+            self._dtmf_ticks = 0
 
     def emit_dtmf(self, event: Dtmf) -> None:
         """Report a digit from RFC 4733 or SIP INFO alike."""
@@ -282,12 +319,17 @@ class SipRtpLeg(MediaLeg):
         if frame is not None and frame.__class__ is not bytes:
             out.appendleft(frame)  # a mark: let the base class report it
             frame = self.next_outbound()
+        if self._dtmf_digits or self._dtmf_packets:
+            if self._may_send:
+                self._send_dtmf_packet()  # the audio frame of this tick is dropped (muted)
+            return
         if frame is None or not self._may_send:
             self.writer.skip(FRAME_SAMPLES)  # a gap: the next packet gets the marker bit
             return
         if frame is self._last_in:
             # The app sent back the very frame we just decoded (echo, a same-codec
-            # bridge): G.711 decode then encode gives the same bytes, so reuse them.
+            # bridge): G.711 decode then encode gives the same bytes (but for u-law's
+            # 0x7F, a "minus zero" that would re-encode as 0xFF), so reuse them.
             payload = self._last_in_payload
         elif len(frame) == FRAME_BYTES:
             payload = self._encode(frame)
