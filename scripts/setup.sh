@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything trunkline needs on a fresh Debian machine with Python 3.11:
-# the Debian packages (SIPp for interop tests, sox and espeak-ng for audio) and a
-# virtual environment in .venv with trunkline and its pinned dependencies.
+# the Debian packages (SIPp for interop tests, sox and espeak-ng for audio, Redis and
+# PostgreSQL servers that the tests start on loopback) and a virtual environment in
+# .venv with trunkline and its pinned dependencies.
 # Safe to run again: every step checks or is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(sip-tester sox espeak-ng)
+APT_PACKAGES=(sip-tester sox espeak-ng redis-server postgresql)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
