@@ -257,7 +257,8 @@ class SipCalls:
         self._cleanup(call, by, reason)
 
     def _cleanup(self, call: _Call, by: str, reason: str) -> None:
-        self.calls.pop(id(call.sip), None)
+        if self.calls.pop(id(call.sip), None) is None:
+            return  # already cleaned up (a local hangup is reported by the UA at once)
         summary = call.summary
         summary.ended = time.time()
         summary.ended_by = summary.ended_by or by

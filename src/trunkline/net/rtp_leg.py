@@ -205,7 +205,12 @@ class SipRtpLeg(MediaLeg):
         except OSError as exc:
             # ICMP port unreachable on a connected socket, and the like: the peer may
             # not be listening yet. Media goes on; the call is not ours to end here.
+            # uvloop stops calling a reader whose read raised an error on the socket,
+            # so the reader is registered again (a no-op cost on asyncio's loop).
             log.debug("%s: RTP socket error %s", self.call_id, exc)
+            if self._loop is not None and self.sock is sock:
+                self._loop.remove_reader(sock.fileno())
+                self._loop.add_reader(sock.fileno(), self._on_readable)
 
     def _send(self, packet: bytes) -> None:
         sock = self.sock

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 from collections.abc import Callable
 
 from trunkline.sip.errors import SipProtocolError
@@ -39,6 +40,8 @@ TCP_IDLE_TIMEOUT_S = 600.0
 MAX_TCP_CONNECTIONS = 1024
 # The kernel's UDP buffers absorb bursts of INVITEs at high call rates.
 UDP_RCVBUF_BYTES = 4 * 1024 * 1024
+# With port 0, how many kernel-chosen UDP ports to try for one whose TCP twin is free.
+PORT_ZERO_ATTEMPTS = 8
 
 
 class SipEndpoint:
@@ -61,23 +64,36 @@ class SipEndpoint:
         self.drop_outbound: Callable[[bytes, Peer], bool] | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Listen on UDP and TCP; returns the bound address (port 0 picks a free one)."""
-        udp, _ = await self.loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(host, port)
-        )
-        self.udp = udp
-        sock = udp.get_extra_info("socket")
-        bound = sock.getsockname()
-        try:
-            import socket
+        """Listen on UDP and TCP; returns the bound address.
 
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF_BYTES)
-        except OSError:
-            pass
-        self.tcp_server = await self.loop.create_server(
-            lambda: _TcpConnection(self), host, bound[1], reuse_address=True
-        )
-        return str(bound[0]), int(bound[1])
+        Port 0 picks a port free for both: the kernel chooses the UDP one, whose TCP twin
+        may be taken, so a few ports are tried.
+
+        Raises:
+            OSError: the address cannot be bound (in use, not ours).
+        """
+        for attempt in range(1 if port else PORT_ZERO_ATTEMPTS):
+            udp, _ = await self.loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port)
+            )
+            sock = udp.get_extra_info("socket")
+            bound = sock.getsockname()
+            try:
+                self.tcp_server = await self.loop.create_server(
+                    lambda: _TcpConnection(self), host, bound[1], reuse_address=True
+                )
+            except OSError:
+                udp.close()
+                if port or attempt == PORT_ZERO_ATTEMPTS - 1:
+                    raise
+                continue
+            self.udp = udp
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF_BYTES)
+            except OSError:
+                pass
+            return str(bound[0]), int(bound[1])
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -206,20 +222,28 @@ class _TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ep = self.endpoint
-        try:
-            self.parser.feed(data)
-            while (msg := self.parser.next_message()) is not None:
-                self._messages += 1
-                peer = Peer("tcp", self.peer_addr[0], self.peer_addr[1], self.conn_id)
-                ep.ua.receive_parsed(msg, peer, ep.loop.time())
-        except SipProtocolError as exc:
-            log.info("SIP TCP framing error from %s:%d: %s", *self.peer_addr, exc.reason)
-            peer = Peer("tcp", self.peer_addr[0], self.peer_addr[1], self.conn_id)
-            ep.ua.receive_parse_error(exc, peer, ep.loop.time())  # answers 400/413 if it can
-            ep.pump()
-            self.close()
-        else:
-            self._touch()
+        peer = Peer("tcp", self.peer_addr[0], self.peer_addr[1], self.conn_id)
+        parser = self.parser
+        parser.feed(data)
+        while True:
+            try:
+                msg = parser.next_message()
+            except SipProtocolError as exc:
+                # Answer what can be answered (400, 505...). A framing error leaves the
+                # stream unusable and closes it; an error in one well-framed message
+                # (another SIP version, a bad request line) costs only that message.
+                ep.ua.receive_parse_error(exc, peer, ep.loop.time())
+                if parser.failed:
+                    log.info("SIP TCP framing error from %s:%d: %s", *self.peer_addr, exc.reason)
+                    ep.pump()
+                    self.close()
+                    return
+                continue
+            if msg is None:
+                break
+            self._messages += 1
+            ep.ua.receive_parsed(msg, peer, ep.loop.time())
+        self._touch()
         ep.pump()
 
     def write(self, data: bytes) -> None:
