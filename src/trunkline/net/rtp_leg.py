@@ -79,6 +79,8 @@ class RtpStats:
         self.send_errors = 0  # dropped: socket buffer full, or ICMP unreachable
 
 
+# Packets in a row from a source other than the SDP's IP before media follows it.
+LATCH_PACKETS = 4
 # Big enough for any RTP packet on a telephony path; a small read keeps each recv cheap
 # (asyncio's transports read into 256 KiB, which showed up as page faults per packet).
 RECV_SIZE = 2048
@@ -118,6 +120,8 @@ class SipRtpLeg(MediaLeg):
         self.media = media
         self.remote: tuple[str, int] = (media.remote_host, media.remote_port)
         self._latched = False
+        self._candidate: tuple[str, int] | None = None  # a NAT source being learned
+        self._candidate_packets = 0
         self.digits = ""  # every DTMF digit received, for the call summary
         # Outbound RFC 4733 events: digits waiting, and the packets of the one being sent.
         self._dtmf_digits: deque[tuple[str, int]] = deque()
@@ -269,7 +273,7 @@ class SipRtpLeg(MediaLeg):
             # Arrival time feeds the RFC 3550 A.8 jitter estimate that sizes the buffer.
             self.jitter.push(seq, ts, ssrc, data[12:], monotonic())
             if not self._latched:
-                self._first_packet(addr)
+                self._learn_source(addr)
             return
         try:
             pt, seq, ts, ssrc, marker, payload = parse_payload_fast(data)
@@ -287,20 +291,33 @@ class SipRtpLeg(MediaLeg):
             self.stats.foreign_packets += 1
             return
         if not self._latched:
-            self._first_packet(addr)
+            self._learn_source(addr)
 
-    def _first_packet(self, addr: tuple[str | int, ...] | None) -> None:
-        """Start playout, and follow the peer's source address (symmetric RTP)."""
+    def _learn_source(self, addr: tuple[str | int, ...] | None) -> None:
+        """Start playout, and follow the peer's source address (symmetric RTP).
+
+        A source at the SDP's IP is taken at once. Any other source (the phone is behind
+        NAT) is taken only after ``LATCH_PACKETS`` packets in a row from it, so a stray
+        packet that reaches the port first cannot take over the call's media (the
+        "strict RTP" rule of PBXes). Once taken, the socket is connected to it and the
+        kernel drops everything else.
+        """
         self._started = True
-        self._latched = True
         if addr is None:
+            self._latched = True
             return
         src = (str(addr[0]), int(addr[1]))
-        if src != self.remote:
+        if src[0] != self.remote[0]:
+            if src != self._candidate:
+                self._candidate, self._candidate_packets = src, 0
+            self._candidate_packets += 1
+            if self._candidate_packets < LATCH_PACKETS:
+                return
             log.info(
                 "%s: media latched to %s:%d (SDP said %s:%d)", self.call_id, *src, *self.remote
             )
-            self.remote = src
+        self._latched = True
+        self.remote = src
         self._connect()
 
     # --- pacer ---------------------------------------------------------------------------
