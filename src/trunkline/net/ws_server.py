@@ -41,6 +41,7 @@ from typing import Any, Literal, cast
 
 from aiohttp import WSMsgType, web
 
+from trunkline.aio import cancel_and_wait
 from trunkline.media.audio import FRAME_BYTES
 from trunkline.net.leg import (
     CallHandler,
@@ -434,12 +435,6 @@ async def _handshake(ws: web.WebSocketResponse, timeout_s: float) -> wire.Start 
     log.info("media stream handshake failed: %s", reason)
     await ws.close(code=code, message=reason.encode()[:_MAX_CLOSE_REASON])
     return None
-
-
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait until it has finished."""
-    task.cancel()
-    await asyncio.wait({task})
 
 
 async def _run_app(handler: CallHandler, leg: WsMediaLeg) -> None:
