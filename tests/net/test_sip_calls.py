@@ -18,6 +18,7 @@ from trunkline.media.tones import sine
 from trunkline.media.wav import write_wav
 from trunkline.net.calls import CallFailedError
 from trunkline.net.leg import Hangup
+from trunkline.net.rtp_leg import SipRtpLeg
 from trunkline.sdp.model import Direction
 from trunkline.sdp.offer_answer import make_offer
 from trunkline.sip import events as ev
@@ -244,6 +245,37 @@ async def test_exhausted_rtp_pool_gets_503() -> None:
         first.send_audio(tone(400))
         await eventually(lambda: rec.tone_frames() >= 15, "the first call's echo")
         await first.hangup()
+
+
+async def test_media_setup_failure_gets_500_with_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running_server() as server, sip_caller() as caller:
+        start = SipRtpLeg.start
+        broken: list[SipRtpLeg] = []
+
+        def fail_on_server(leg: SipRtpLeg) -> None:
+            if leg.control is server.sip:
+                broken.append(leg)
+                raise OSError("no file descriptors left")
+            start(leg)
+
+        monkeypatch.setattr(SipRtpLeg, "start", fail_on_server)
+        server_tap = OutboundTap()
+        assert server.sip.endpoint is not None
+        server.sip.endpoint.drop_outbound = server_tap
+        with pytest.raises(CallFailedError) as failed:
+            await dial(caller, server)
+        assert failed.value.status == 500
+        assert broken and server.sip.refused == {500: 1}
+        refusal = next(m for m in server_tap.messages if m.startswith(b"SIP/2.0 500"))
+        assert b"\r\nRetry-After: " in refusal
+        assert server.pool.in_use == 0 and not server.sip.calls
+        monkeypatch.setattr(SipRtpLeg, "start", start)
+        leg, rec = await dial(caller, server)  # the next call is fine
+        leg.send_audio(tone(400))
+        await eventually(lambda: rec.tone_frames() >= 15, "the echo after a refused call")
+        await leg.hangup()
 
 
 async def test_offer_without_g711_gets_488() -> None:

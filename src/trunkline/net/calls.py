@@ -199,8 +199,17 @@ class SipCalls:
     async def _run_incoming(
         self, call: _Call, info: LegInfo, media: NegotiatedMedia, answer: bytes
     ) -> None:
-        leg = self._make_leg(call, info, media)
-        leg.start()
+        try:
+            leg = self._make_leg(call, info, media)
+            leg.start()
+        except Exception:
+            # Our fault, not the caller's: 500 with Retry-After (RFC 3261 §21.5.1) so a
+            # trunk tries again or elsewhere, and nothing of the call is left behind.
+            log.exception("%s: cannot set up media; refusing the call", info.call_id)
+            self._refuse(call.sip, 500, "Media setup failed")
+            self._pump()
+            self._cleanup(call, "local", "media setup failed")
+            return
         ua = self._ua()
         if self.ring_ms > 0:
             ua.ring(call.sip, now=self._now())
