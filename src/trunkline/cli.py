@@ -8,9 +8,12 @@ import logging
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trunkline.net.leg import CallHandler
+
+if TYPE_CHECKING:
+    from trunkline.runtime.server import ServeConfig
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -53,6 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--ring-ms", type=int, default=0, metavar="N", help="ring N ms before answer"
     )
     serve.add_argument("--max-calls", type=int, default=10_000, help="refuse beyond this (503)")
+    serve.add_argument(
+        "--agent",
+        metavar="SPEC.yaml",
+        help="run this voice agent (a flow spec) on every call, instead of --app",
+    )
+    serve.add_argument(
+        "--demo-crm",
+        action="store_true",
+        help="with --agent: start the demo CRM and pass its address as vars.crm",
+    )
+    serve.add_argument(
+        "--records",
+        default="trunkline-records.sqlite3",
+        metavar="PATH",
+        help="with --agent: the SQLite file of call records",
+    )
+    serve.add_argument(
+        "--spool-dir",
+        default="trunkline-spool",
+        metavar="DIR",
+        help="with --agent: where call records wait while the database is unavailable",
+    )
 
     demo = sub.add_parser("demo", help="start the echo server, call it over SIP and WS, stay up")
     demo.add_argument("--sip", type=_host_port, default=("127.0.0.1", 5060), metavar="HOST:PORT")
@@ -83,9 +108,8 @@ def make_app(spec: list[str]) -> CallHandler:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from trunkline.runtime.server import ServeConfig, Server
+    from trunkline.runtime.server import ServeConfig
 
-    handler = make_app(args.app)
     config = ServeConfig(
         sip_host=args.sip[0],
         sip_port=args.sip[1],
@@ -96,6 +120,43 @@ async def _serve(args: argparse.Namespace) -> int:
         ring_ms=max(0, args.ring_ms),
         max_calls=args.max_calls,
     )
+    if args.agent:
+        return await _serve_agent(args, config)
+    return await _run_server(config, make_app(args.app), " ".join(args.app))
+
+
+async def _serve_agent(args: argparse.Namespace, config: ServeConfig) -> int:
+    """``serve --agent``: the embedded providers, the stores and the agent app."""
+    from trunkline.agent import AgentError, load_agent_spec
+    from trunkline.apps.agent import agent_runtime
+    from trunkline.providers.embedded_asr import PocketsphinxASR
+    from trunkline.providers.embedded_tts import EspeakTTS
+    from trunkline.providers.errors import ProviderError
+    from trunkline.runtime.stores import RecordStoreError
+
+    try:
+        spec = load_agent_spec(args.agent)
+    except (OSError, AgentError) as exc:
+        print(f"trunkline: cannot load agent {args.agent!r}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        async with agent_runtime(
+            spec,
+            asr=PocketsphinxASR(),
+            tts=EspeakTTS(),
+            records_db=args.records,
+            spool_dir=args.spool_dir,
+            demo_crm=args.demo_crm,
+        ) as app:
+            return await _run_server(config, app, f"agent {spec.name}")
+    except (AgentError, ProviderError, RecordStoreError) as exc:
+        print(f"trunkline: cannot start agent {spec.name!r}: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _run_server(config: ServeConfig, handler: CallHandler, what: str) -> int:
+    from trunkline.runtime.server import Server
+
     server = Server(config, handler)
     try:
         await server.start()
@@ -103,7 +164,7 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"trunkline: cannot listen: {exc}", file=sys.stderr)
         return 2
     print(
-        f"trunkline: serving {' '.join(args.app)} on sip:{server.sip_address[0]}:"
+        f"trunkline: serving {what} on sip:{server.sip_address[0]}:"
         f"{server.sip_address[1]} (udp+tcp), http://{server.http_address[0]}:"
         f"{server.http_address[1]} (ws /media)",
         flush=True,

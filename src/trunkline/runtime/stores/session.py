@@ -77,6 +77,7 @@ class Session:
     transcript: list[dict[str, Any]] = field(default_factory=list)
     pending_tool: dict[str, Any] | None = None
     sip_dialog: dict[str, Any] | None = None
+    brain: dict[str, Any] | None = None
     version: int = 1
     updated_at: float = 0.0
 
@@ -96,6 +97,7 @@ class Session:
             "transcript": self.transcript,
             "pending_tool": self.pending_tool,
             "sip_dialog": self.sip_dialog,
+            "brain": self.brain,
             "version": self.version,
             "updated_at": self.updated_at,
         }
@@ -140,6 +142,7 @@ class Session:
             transcript=_transcript(doc),
             pending_tool=_optional(doc, "pending_tool", dict),
             sip_dialog=_optional(doc, "sip_dialog", dict),
+            brain=_optional(doc, "brain", dict),
             version=_version(doc),
             updated_at=float(_field(doc, "updated_at", (int, float))),
         )

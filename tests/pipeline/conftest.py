@@ -1,0 +1,33 @@
+"""Fixtures of the pipeline tests: the Acme spec, the demo CRM, a tool runner."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from trunkline.agent import AgentSpec, ToolRunner, load_agent_spec
+from trunkline.agent.demo_crm import CrmServer, start_crm
+
+ACME = pathlib.Path(__file__).resolve().parents[2] / "examples" / "acme" / "agent.yaml"
+
+
+@pytest.fixture(scope="session")
+def acme_spec() -> AgentSpec:
+    return load_agent_spec(ACME)
+
+
+@pytest.fixture
+async def crm(tmp_path: pathlib.Path) -> AsyncIterator[CrmServer]:
+    server = await start_crm("127.0.0.1", 0, str(tmp_path / "crm.sqlite3"))
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def tools() -> AsyncIterator[ToolRunner]:
+    async with ToolRunner(backoff_s=0.01) as runner:
+        yield runner
