@@ -70,6 +70,7 @@ class CallSummary:
     call_id: str
     direction: str
     started: float
+    transport: str = "sip"  # "sip" or "ws"
     ended: float | None = None
     ended_by: str | None = None
     reason: str = ""

@@ -7,12 +7,13 @@ and its cost grows with calls, not with timers.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from trunkline.api.http import build_http_app
-from trunkline.net.calls import SipCalls
+from trunkline.net.calls import CallSummary, SipCalls
 from trunkline.net.leg import CallHandler, MediaLeg
 from trunkline.net.pacer import Pacer
 from trunkline.net.rtp_pool import RtpPortPool
@@ -86,10 +87,19 @@ class Server:
 
     async def _ws_handler(self, leg: MediaLeg) -> None:
         self.ws_calls += 1
+        summary = CallSummary(call_id=leg.call_id, direction="in", started=time.time())
+        summary.transport = "ws"
         try:
             await self.handler(leg)
         finally:
             self.ws_calls -= 1
+            summary.ended = time.time()
+            if leg.closed.done() and not leg.closed.cancelled():
+                hangup = leg.closed.result()
+                summary.ended_by, summary.reason = hangup.by, hangup.reason
+            else:
+                summary.ended_by, summary.reason = "local", "app finished"
+            self.sip.recent.append(summary)
 
     async def stop(self) -> None:
         await self.sip.close()
