@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.agent.conftest import ACME, TODAY, ManualClock
+from tests.agent.conftest import TODAY, ManualClock
+from tests.conftest import ACME
 from trunkline.agent import (
     AgentSpec,
     AgentUsageError,

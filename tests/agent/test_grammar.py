@@ -217,7 +217,7 @@ def _sample(node: Node, rng: random.Random) -> Iterator[str]:
 def test_generated_sentences_complete_and_their_prefixes_do_not_fail(
     rng: random.Random, pick: int
 ) -> None:
-    from tests.agent.conftest import ACME
+    from tests.conftest import ACME
     from trunkline.agent import load_agent_spec
 
     if "acme" not in _SPEC_CACHE:

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.agent.conftest import ACME
+from tests.conftest import ACME
 from trunkline.agent import AgentSpec, AgentSpecError, BrainKind, SlotType, parse_agent_spec
 from trunkline.agent.spec import DigitsRule, GotoStep, SayStep, ToolStep
 from trunkline.agent.spec_loader import MAX_NODES

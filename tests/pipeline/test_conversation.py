@@ -11,6 +11,7 @@ from collections import deque
 
 import pytest
 
+from tests.conftest import ACME
 from trunkline.agent import AgentSpec, ToolRunner, parse_agent_spec
 from trunkline.agent.demo_crm import CrmServer
 from trunkline.net.leg import TransferResult
@@ -19,7 +20,6 @@ from trunkline.pipeline.caller import PREROLL_FRAMES
 from trunkline.pipeline.endpointing import frames_for
 from trunkline.runtime.stores import MemorySessionStore, Session, SessionStoreError
 
-from .conftest import ACME
 from .fakes import FakeLeg, FakeTTS, Heard, talk
 from .harness import start_call
 

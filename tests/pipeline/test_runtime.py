@@ -7,11 +7,11 @@ import pathlib
 
 import pytest
 
+from tests.conftest import ACME
 from trunkline.agent import AgentError, AgentSpec, parse_agent_spec
 from trunkline.apps.agent import agent_runtime
 from trunkline.runtime.stores import SqliteRecordBackend
 
-from .conftest import ACME
 from .fakes import FakeLeg, FakeTTS, ScriptedASR, talk
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the pipeline tests: the Acme spec, the demo CRM, a tool runner."""
+"""Fixtures shared by the agent and pipeline tests: the Acme spec, the demo CRM, a tool runner."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from trunkline.agent import AgentSpec, ToolRunner, load_agent_spec
 from trunkline.agent.demo_crm import CrmServer, start_crm
 
-ACME = pathlib.Path(__file__).resolve().parents[2] / "examples" / "acme" / "agent.yaml"
+ACME = pathlib.Path(__file__).resolve().parents[1] / "examples" / "acme" / "agent.yaml"
 
 
 @pytest.fixture(scope="session")
