@@ -441,14 +441,8 @@ class ClientTransaction(Transaction):
 
     def receive_response(self, response: SipResponse, now: float) -> None:
         """A response matched to this transaction by :func:`response_key` (§17.1.3)."""
-        status = response.status
-        if status < 200:
-            inp = TxInput.RESPONSE_1XX
-        elif status < 300:
-            inp = TxInput.RESPONSE_2XX
-        else:
-            inp = TxInput.RESPONSE_FINAL
-        self.fire(inp, now, response)
+        inputs = (TxInput.RESPONSE_1XX, TxInput.RESPONSE_2XX, TxInput.RESPONSE_FINAL)
+        self.fire(_by_status_class(response.status, inputs), now, response)
 
     def _request_bytes(self) -> bytes:
         return self._wire
@@ -506,14 +500,8 @@ class ServerTransaction(Transaction):
 
     def respond(self, response: SipResponse, now: float) -> None:
         """Send a response from the TU (§17.2.1, §17.2.2)."""
-        status = response.status
-        if status < 200:
-            inp = TxInput.SEND_1XX
-        elif status < 300:
-            inp = TxInput.SEND_2XX
-        else:
-            inp = TxInput.SEND_FINAL
-        self.fire(inp, now, response)
+        inputs = (TxInput.SEND_1XX, TxInput.SEND_2XX, TxInput.SEND_FINAL)
+        self.fire(_by_status_class(response.status, inputs), now, response)
 
     @property
     def final_sent(self) -> bool:
@@ -627,3 +615,10 @@ __all__ = [
     "build_cancel",
     "build_non2xx_ack",
 ]
+
+
+def _by_status_class(status: int, inputs: tuple[TxInput, TxInput, TxInput]) -> TxInput:
+    """The input for a provisional, a 2xx or another final response (§17.1.1, §17.2.1)."""
+    if status < 200:
+        return inputs[0]
+    return inputs[1] if status < 300 else inputs[2]
