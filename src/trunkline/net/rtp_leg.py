@@ -124,7 +124,7 @@ class SipRtpLeg(MediaLeg):
         self._candidate_packets = 0
         self.digits = ""  # every DTMF digit received, for the call summary
         # Outbound RFC 4733 events: digits waiting, and the packets of the one being sent.
-        self._dtmf_digits: deque[tuple[str, int]] = deque()
+        self._dtmf_digits: deque[list[tuple[bytes, bool, int]]] = deque()
         self._dtmf_packets: deque[tuple[bytes, bool, int]] = deque()
         self._dtmf_start_ts = 0
         self._dtmf_ticks = 0
@@ -137,18 +137,17 @@ class SipRtpLeg(MediaLeg):
         Raises:
             RtpUsageError: ``digit`` is not one of 0-9, *, #, A-D or the duration is bad.
         """
-        DtmfSender().packets(digit, duration_ms)  # validates before anything is queued
+        packets = DtmfSender().packets(digit, duration_ms)  # validates before queueing
         if self._dtmf_pt < 0:
             self.control.dtmf_info_leg(self, digit, duration_ms)
         else:
-            self._dtmf_digits.append((digit, duration_ms))
+            self._dtmf_digits.append(packets)
 
     def _send_dtmf_packet(self) -> None:
         """One telephone-event packet per tick; all share the event's start timestamp."""
         writer = self.writer
         if not self._dtmf_packets:
-            digit, duration_ms = self._dtmf_digits.popleft()
-            self._dtmf_packets.extend(DtmfSender().packets(digit, duration_ms))
+            self._dtmf_packets.extend(self._dtmf_digits.popleft())
             self._dtmf_start_ts = writer.timestamp
         payload, marker, _ = self._dtmf_packets.popleft()
         self._send(writer.event_packet(payload, self._dtmf_pt, self._dtmf_start_ts, marker))
