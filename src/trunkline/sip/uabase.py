@@ -10,6 +10,7 @@ through which the transactions report back.
 
 from __future__ import annotations
 
+import abc
 import random
 from collections import deque
 from collections.abc import Callable
@@ -77,7 +78,7 @@ def reason_phrase(exc: SipProtocolError) -> str:
     return text or REASON_PHRASES.get(exc.status_hint, "Error")
 
 
-class UABase:
+class UABase(abc.ABC):
     """State and helpers shared by the UAS, UAC and mid-call mixins."""
 
     def __init__(
@@ -346,14 +347,17 @@ class UABase:
 
     # --- hooks the mixins implement ----------------------------------------------------------
 
+    @abc.abstractmethod
     def _on_ack_2xx(self, ack: SipRequest, now: float) -> None:
-        raise NotImplementedError
+        """An ACK for our 2xx arrived (uas.py)."""
 
+    @abc.abstractmethod
     def _cancel(self, call: Call, now: float, reason: str) -> None:
-        raise NotImplementedError
+        """Cancel our outgoing INVITE (uac.py)."""
 
+    @abc.abstractmethod
     def call_timer(self, call: Call, timer: Timer, now: float) -> None:
-        raise NotImplementedError
+        """A call-level timer fired (2xx retransmission, ACK wait...; ua.py)."""
 
 
 def merge_key(request: SipRequest) -> tuple[str, str, str] | None:
