@@ -39,9 +39,9 @@ from trunkline.media.audio import FRAME_BYTES, SILENCE_FRAME
 from trunkline.net.leg import LegEvent, LegInfo, TransferResult
 from trunkline.net.pacer import Pacer
 from trunkline.net.ws_server import (
-    MAX_CONSECUTIVE_GARBAGE,
     CallLog,
     EventBufferingLeg,
+    GarbageRun,
     SyncSender,
 )
 from trunkline.rtp.g711 import ulaw_decode, ulaw_encode
@@ -100,7 +100,7 @@ class WsMediaCaller(EventBufferingLeg):
         self.frames_sent = 0
         self.frames_played = 0
         self.frames_cleared = 0
-        self.garbage = 0
+        self.garbage = GarbageRun()
         self._ws = ws
         self._owned_session = session  # closed when the call ends, if we created it
         self._pacer = pacer
@@ -293,7 +293,6 @@ class WsMediaCaller(EventBufferingLeg):
 
     async def _receive(self) -> None:
         ws = self._ws
-        garbage_run = 0
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:
@@ -303,15 +302,11 @@ class WsMediaCaller(EventBufferingLeg):
                 try:
                     event = decode(msg.data)
                 except WsMediaProtocolError as exc:
-                    self.garbage += 1
-                    garbage_run += 1
-                    if self.garbage == 1:
-                        self.log.warning("ignoring a bad message (logged once): %s", exc.reason)
-                    if garbage_run > MAX_CONSECUTIVE_GARBAGE:
+                    if self.garbage.bad(self.log, exc.reason):
                         await self.close_stream(exc.reason, exc.close_code)
                         break
                     continue
-                garbage_run = 0
+                self.garbage.run = 0
                 if type(event) is wire.Media:
                     self._on_media(event.payload)
                 elif not self._on_control(event):

@@ -74,6 +74,27 @@ TRANSFER_TIMEOUT_S = 30.0  # a transfer rings a human; longer than that is a los
 IDLE_TIMEOUT_S = 30.0
 # One second of media; a peer that sends nothing valid for that long is broken, not noisy.
 MAX_CONSECUTIVE_GARBAGE = 50
+
+
+class GarbageRun:
+    """Undecodable messages on one stream: counted, logged once, tolerated up to a run of
+    ``MAX_CONSECUTIVE_GARBAGE`` (shared by the server leg and the caller)."""
+
+    __slots__ = ("run", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.run = 0
+
+    def bad(self, log: logging.LoggerAdapter[logging.Logger] | logging.Logger, reason: str) -> bool:
+        """Count one; True when the run is long enough to close the stream."""
+        self.total += 1
+        self.run += 1
+        if self.total == 1:
+            log.warning("ignoring a bad message (logged once): %s", reason)
+        return self.run > MAX_CONSECUTIVE_GARBAGE
+
+
 # Events kept for an app that has not attached yet; a peer pressing keys faster than an
 # app starts is not worth more memory than this.
 MAX_EARLY_EVENTS = 64
@@ -192,7 +213,7 @@ class WsMediaLeg(EventBufferingLeg):
         self.log = CallLog(log, {"call_id": info.call_id})
         self.frames_in = 0
         self.frames_out = 0
-        self.garbage = 0
+        self.garbage = GarbageRun()
         self._ws = ws
         self._pacer = pacer
         self._sender = SyncSender(ws.send_str)
@@ -309,7 +330,6 @@ class WsMediaLeg(EventBufferingLeg):
     async def run(self, stats: WsMediaStats) -> None:
         """The receive loop: returns when the socket closes or the stream ends."""
         ws = self._ws
-        garbage_run = 0
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 if msg.type is WSMsgType.BINARY:
@@ -321,16 +341,12 @@ class WsMediaLeg(EventBufferingLeg):
             try:
                 event = decode(msg.data)
             except WsMediaProtocolError as exc:
-                self.garbage += 1
                 stats.garbage_messages += 1
-                garbage_run += 1
-                if self.garbage == 1:
-                    self.log.warning("ignoring a bad message (logged once): %s", exc.reason)
-                if garbage_run > MAX_CONSECUTIVE_GARBAGE:
+                if self.garbage.bad(self.log, exc.reason):
                     await self.close_stream(exc.reason, exc.close_code)
                     break
                 continue
-            garbage_run = 0
+            self.garbage.run = 0
             try:
                 if type(event) is wire.Media:
                     self._on_media(event)
