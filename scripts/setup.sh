@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(sip-tester sox espeak-ng redis-server postgresql)
+APT_PACKAGES=(sip-tester sox espeak-ng redis-server postgresql chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
