@@ -29,6 +29,7 @@ FAILURE_CATEGORIES = (
     "garbage_media",  # audio arrived but none of it decodes (bad RTP, bad WS messages)
     "stream_closed",  # the target closed the WebSocket or hung up before the script ended
     "no_reply",  # a turn waited for the agent and it never spoke
+    "max_duration",  # the call was still going at the scenario's time limit
     "expectation",  # the call ran, an expectation failed
     "lab_error",  # our own fault (a bug): counted apart, never blamed on the target
 )

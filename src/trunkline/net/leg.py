@@ -150,6 +150,15 @@ class MediaLeg(abc.ABC):
             self._emit(MarkReached(item))
         return None
 
+    def inbound_age_s(self, now: float) -> float:
+        """How long before ``now`` the inbound frame being delivered arrived.
+
+        0.0 for a leg that delivers frames as they arrive (WebSocket); an RTP leg's
+        jitter buffer holds frames for a while. Apps that must time their answers to
+        the caller's audio exactly (the lab's reference ``delay`` app) correct for it.
+        """
+        return 0.0
+
     def _emit(self, event: LegEvent) -> None:
         if self.sink is not None:
             self.sink.on_event(event)

@@ -37,7 +37,7 @@ from collections import deque
 from time import monotonic
 from typing import Protocol
 
-from trunkline.media.audio import FRAME_BYTES, FRAME_SAMPLES, SILENCE_FRAME
+from trunkline.media.audio import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SILENCE_FRAME
 from trunkline.net.leg import Dtmf, LegInfo, MediaLeg, TransferResult
 from trunkline.net.pacer import Pacer
 from trunkline.rtp import g711
@@ -113,6 +113,7 @@ class SipRtpLeg(MediaLeg):
         self.dtmf = DtmfReceiver()
         self.writer = RtpWriter(ssrc, media.codec.payload_type, initial_seq, initial_ts)
         self._started = False  # True once the first audio packet came in
+        self.last_arrival = 0.0  # monotonic time the newest audio packet arrived
         self._carry = b""  # decoded PCM waiting to fill a 20 ms frame (non-20 ms ptime)
         # The last frame decoded and the payload it came from (see on_tick).
         self._last_in: bytes | None = None
@@ -270,7 +271,8 @@ class SipRtpLeg(MediaLeg):
             seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
             self.stats.received += 1
             # Arrival time feeds the RFC 3550 A.8 jitter estimate that sizes the buffer.
-            self.jitter.push(seq, ts, ssrc, data[12:], monotonic())
+            self.last_arrival = now = monotonic()
+            self.jitter.push(seq, ts, ssrc, data[12:], now)
             if not self._latched:
                 self._learn_source(addr)
             return
@@ -281,7 +283,8 @@ class SipRtpLeg(MediaLeg):
             return
         if pt == self._audio_pt:
             self.stats.received += 1
-            self.jitter.push(seq, ts, ssrc, payload, monotonic())
+            self.last_arrival = now = monotonic()
+            self.jitter.push(seq, ts, ssrc, payload, now)
         elif pt == self._dtmf_pt:
             digit = self.dtmf.on_packet(ts, marker, payload)
             if digit is not None:
@@ -318,6 +321,17 @@ class SipRtpLeg(MediaLeg):
         self._latched = True
         self.remote = src
         self._connect()
+
+    def inbound_age_s(self, now: float) -> float:
+        """How long ago the frame being delivered now arrived (see ``MediaLeg``).
+
+        Estimated from the newest arrival and the frames still buffered behind the one
+        delivered, assuming the peer sends on a 20 ms grid (true of every phone and of
+        the lab; a jittery path makes this an estimate).
+        """
+        if not self.last_arrival:
+            return 0.0
+        return max(0.0, now - self.last_arrival + self.jitter.buffered * FRAME_SECONDS)
 
     # --- pacer ---------------------------------------------------------------------------
 
