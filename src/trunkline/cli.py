@@ -7,13 +7,20 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from trunkline.net.leg import CallHandler
 
 if TYPE_CHECKING:
-    from trunkline.runtime.server import ServeConfig
+    from trunkline.providers.asr import ASR
+    from trunkline.providers.retry import ProviderMetrics
+    from trunkline.providers.tts import TTS
+    from trunkline.runtime.server import ServeConfig, Server
+
+#: How long the start-up test sentence may take before the TTS is reported as not working.
+TTS_PROBE_TIMEOUT_S = 10.0
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -58,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-calls", type=int, default=10_000, help="refuse beyond this (503)")
     serve.add_argument(
         "--agent",
-        metavar="SPEC.yaml",
-        help="run this voice agent (a flow spec) on every call, instead of --app",
+        action="append",
+        metavar="[MATCH=]SPEC.yaml",
+        help="run this voice agent (a flow spec) instead of --app. Repeat it to route by "
+        "number: MATCH is the dialled number or name (SIP: Request-URI or To user part; "
+        "WebSocket: /media/MATCH or the 'to' parameter); the agent given without MATCH "
+        "takes the other calls, and without one they are refused",
     )
     serve.add_argument(
         "--demo-crm",
@@ -122,42 +133,120 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     if args.agent:
         return await _serve_agent(args, config)
-    return await _run_server(config, make_app(args.app), " ".join(args.app))
+    from trunkline.runtime.server import Server
+
+    return await _run_server(Server(config, make_app(args.app)), " ".join(args.app))
 
 
-async def _serve_agent(args: argparse.Namespace, config: ServeConfig) -> int:
-    """``serve --agent``: the embedded providers, the stores and the agent app."""
-    from trunkline.agent import AgentError, load_agent_spec
-    from trunkline.apps.agent import agent_runtime
+ProviderFactory = Callable[["ProviderMetrics"], tuple["ASR", "TTS"]]
+
+
+def _embedded_providers(metrics: ProviderMetrics) -> tuple[ASR, TTS]:
     from trunkline.providers.embedded_asr import PocketsphinxASR
     from trunkline.providers.embedded_tts import EspeakTTS
+
+    return PocketsphinxASR(metrics=metrics), EspeakTTS(metrics=metrics)
+
+
+async def _serve_agent(
+    args: argparse.Namespace,
+    config: ServeConfig,
+    providers: ProviderFactory = _embedded_providers,
+) -> int:
+    """``serve --agent [MATCH=]SPEC ...``: the providers, the stores and the agents' apps.
+
+    The options are checked (syntax, MATCH given twice, two agents without MATCH) and
+    every spec loaded before anything starts; any problem is one message and exit 2.
+    Providers and stores that cannot start are reported the same way; a TTS that starts
+    but cannot speak is reported and the server runs anyway.
+    """
+    from trunkline.agent import AgentError, AgentSpec, load_agent_spec
+    from trunkline.api.metrics import RuntimeMetrics
+    from trunkline.apps.agent import agents_runtime
     from trunkline.providers.errors import ProviderError
+    from trunkline.runtime.routing import Route, Router, RoutingError, parse_agent_option
+    from trunkline.runtime.server import Server
     from trunkline.runtime.stores import RecordStoreError
 
     try:
-        spec = load_agent_spec(args.agent)
-    except (OSError, AgentError) as exc:
-        print(f"trunkline: cannot load agent {args.agent!r}: {exc}", file=sys.stderr)
+        routes = [Route(*parse_agent_option(text), label=text) for text in args.agent]
+        Router(routes)
+    except RoutingError as exc:
+        print(f"trunkline: {exc}", file=sys.stderr)
         return 2
+    specs: list[AgentSpec] = []
+    for route in routes:
+        try:
+            specs.append(load_agent_spec(route.target))
+        except (OSError, AgentError) as exc:
+            print(f"trunkline: cannot load agent {route.target!r}: {exc}", file=sys.stderr)
+            return 2
+    names = ", ".join(
+        spec.name if route.match is None else f"{spec.name} ({route.match})"
+        for spec, route in zip(specs, routes, strict=True)
+    )
+    metrics = RuntimeMetrics()
+    asr, tts = providers(metrics.providers)
+    async with AsyncExitStack() as stack:
+        try:
+            runtime = await stack.enter_async_context(
+                agents_runtime(
+                    specs,
+                    asr=asr,
+                    tts=tts,
+                    records_db=args.records,
+                    spool_dir=args.spool_dir,
+                    demo_crm=args.demo_crm,
+                    metrics=metrics,
+                )
+            )
+        except ProviderError as exc:
+            print(f"trunkline: cannot start {names}: {exc.provider}: {exc}", file=sys.stderr)
+            return 2
+        except (AgentError, RecordStoreError) as exc:
+            print(f"trunkline: cannot start {names}: {exc}", file=sys.stderr)
+            return 2
+        await _probe_tts(tts)
+        metrics.watch_records(lambda: runtime.writer.stats)
+        apps: list[Route[CallHandler]] = [
+            Route(route.match, app, route.label)
+            for route, app in zip(routes, runtime.apps, strict=True)
+        ]
+        server = Server(
+            config,
+            router=Router(apps),
+            metrics=metrics,
+            records=runtime.writer.backend,
+            live_view=runtime.live_view,
+        )
+        return await _run_server(server, f"agents {names}" if len(specs) > 1 else names)
+
+
+async def _probe_tts(tts: TTS) -> bool:
+    """Render one word; a TTS that cannot is reported, not fatal (a remote one may come
+    back; meanwhile calls skip the sentences it fails). True when it spoke."""
+    from trunkline.providers.errors import ProviderError
+
+    stream = tts.synthesize("ready")
     try:
-        async with agent_runtime(
-            spec,
-            asr=PocketsphinxASR(),
-            tts=EspeakTTS(),
-            records_db=args.records,
-            spool_dir=args.spool_dir,
-            demo_crm=args.demo_crm,
-        ) as app:
-            return await _run_server(config, app, f"agent {spec.name}")
-    except (AgentError, ProviderError, RecordStoreError) as exc:
-        print(f"trunkline: cannot start agent {spec.name!r}: {exc}", file=sys.stderr)
-        return 2
+        async with asyncio.timeout(TTS_PROBE_TIMEOUT_S):
+            await anext(stream)
+        return True
+    except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
+        detail = str(exc) or type(exc).__name__
+        print(
+            f"trunkline: warning: text-to-speech {tts.label!r} does not work at start "
+            f"({detail}); serving anyway, agents stay silent until it does",
+            file=sys.stderr,
+        )
+        return False
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
-async def _run_server(config: ServeConfig, handler: CallHandler, what: str) -> int:
-    from trunkline.runtime.server import Server
-
-    server = Server(config, handler)
+async def _run_server(server: Server, what: str) -> int:
     try:
         await server.start()
     except OSError as exc:

@@ -8,18 +8,20 @@ running, or that reconnected, continues from its last checkpoint), builds a
 Providers, stores, the tool runner and the prompt cache are shared by all calls;
 everything else is per call.
 
-:func:`agent_runtime` starts and stops everything an agent needs around the app (the
-demo CRM, the tool runner, the providers, the record writer), for ``trunkline serve
---agent``.
+:func:`agents_runtime` starts and stops everything agents need around their apps (the
+demo CRM, the tool runner, the providers, the record writer), shared by the agents of
+one ``trunkline serve --agent ...``; :func:`agent_runtime` does it for one agent.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trunkline.agent.brain import BrainContext
 from trunkline.agent.demo_crm import start_crm
@@ -38,6 +40,9 @@ from trunkline.providers.tts import TTS
 from trunkline.runtime.stores.records_sqlite import SqliteRecordBackend
 from trunkline.runtime.stores.session import MemorySessionStore, Session, SessionStore
 from trunkline.runtime.stores.writer import RecordWriter
+
+if TYPE_CHECKING:
+    from trunkline.api.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +176,24 @@ def _brain(
     return FlowBrain(spec, context), False
 
 
+@dataclass
+class AgentRuntime:
+    """The started apps of :func:`agents_runtime` (in the order of the specs) and the
+    record writer they share."""
+
+    apps: list[AgentApp]
+    writer: RecordWriter
+
+    def live_view(self, call_id: str) -> dict[str, Any] | None:
+        """The agent and the transcript so far of a call in progress, or None."""
+        for app in self.apps:
+            conversation = app.live.get(call_id)
+            if conversation is not None:
+                transcript = list(conversation.journal.transcript)
+                return {"agent": app.spec.name, "transcript": transcript}
+        return None
+
+
 @asynccontextmanager
 async def agent_runtime(
     spec: AgentSpec,
@@ -184,17 +207,43 @@ async def agent_runtime(
     sessions: SessionStore | None = None,
     variables: Mapping[str, str] | None = None,
     vad_mode: int = 2,
+    metrics: RuntimeMetrics | None = None,
 ) -> AsyncIterator[AgentApp]:
-    """Everything ``spec`` needs to answer calls, started; stopped again on exit.
+    """:func:`agents_runtime` for one agent; yields its app."""
+    async with agents_runtime(
+        [spec], asr=asr, tts=tts, records_db=records_db, spool_dir=spool_dir,
+        demo_crm=demo_crm, crm_db=crm_db, sessions=sessions, variables=variables,
+        vad_mode=vad_mode, metrics=metrics,
+    ) as runtime:  # fmt: skip
+        yield runtime.apps[0]
+
+
+@asynccontextmanager
+async def agents_runtime(
+    specs: Sequence[AgentSpec],
+    *,
+    asr: ASR,
+    tts: TTS,
+    records_db: Path | str,
+    spool_dir: Path | str,
+    demo_crm: bool = False,
+    crm_db: str = ":memory:",
+    sessions: SessionStore | None = None,
+    variables: Mapping[str, str] | None = None,
+    vad_mode: int = 2,
+    metrics: RuntimeMetrics | None = None,
+) -> AsyncIterator[AgentRuntime]:
+    """Everything ``specs`` need to answer calls, started; stopped again on exit.
 
     Starts (and on exit stops, in reverse order) the demo CRM when ``demo_crm`` (its URL
     becomes ``vars.crm``), one :class:`~trunkline.agent.ToolRunner`, the providers, an
     in-memory session store unless one is given, and a
     :class:`~trunkline.runtime.stores.RecordWriter` on SQLite at ``records_db`` that
-    spools to ``spool_dir``. Yields the app to hand to ``Server``.
+    spools to ``spool_dir``, all shared by the agents. Yields their apps, for
+    ``Server`` (records pass through ``metrics`` on their way to the writer).
 
     Raises:
-        AgentUsageError: the spec is not a flow agent.
+        AgentUsageError: a spec is not a flow agent.
         RecordStoreError: the spool cannot be opened.
         ProviderError: a provider failed to start.
     """
@@ -217,7 +266,17 @@ async def agent_runtime(
         def context(info: LegInfo) -> BrainContext:
             return BrainContext(tools=tools, variables=values, call=call_fields(info))
 
-        yield agent_app(
-            spec, asr=asr, tts=tts, context_factory=context, sessions=store, records=writer,
-            vad_mode=vad_mode,
-        )  # fmt: skip
+        records: RecordSink = writer if metrics is None else metrics.record_sink(writer)
+        apps = [
+            agent_app(
+                spec,
+                asr=asr,
+                tts=tts,
+                context_factory=context,
+                sessions=store,
+                records=records,
+                vad_mode=vad_mode,
+            )
+            for spec in specs
+        ]
+        yield AgentRuntime(apps, writer)

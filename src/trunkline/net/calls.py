@@ -76,6 +76,8 @@ class CallSummary:
     reason: str = ""
     dtmf: str = ""
     status: int | None = None
+    from_uri: str = ""
+    to_uri: str = ""
     rtp_received: int = 0
     rtp_sent: int = 0
 
@@ -112,6 +114,7 @@ class SipCalls:
         ring_ms: int = 0,
         admit: Callable[[], bool] | None = None,
         rand: random.Random | None = None,
+        route: Callable[[LegInfo], CallHandler | None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -121,6 +124,8 @@ class SipCalls:
         self.ring_ms = ring_ms
         self.admit = admit
         self.rand = rand or random.Random()
+        # Several apps by dialled number: the app for an incoming call, None for 404.
+        self.route = route
         self.calls: dict[int, _Call] = {}
         self.recent: deque[CallSummary] = deque(maxlen=RECENT_CALLS)
         self.refused: dict[int, int] = {}
@@ -158,6 +163,15 @@ class SipCalls:
             handler(self, event)
 
     def _incoming(self, event: ev.IncomingCall) -> None:
+        call_id = event.call.call_id
+        info = LegInfo(
+            kind="sip", call_id=call_id, from_uri=event.from_, to_uri=event.to,
+            extra={"request_uri": event.request_uri},
+        )  # fmt: skip
+        handler = self.handler if self.route is None else self.route(info)
+        if handler is None:  # RFC 3261 §21.4.5: no such user here
+            self._refuse(event.call, 404, "No agent for this number")
+            return
         if self.admit is not None and not self.admit():
             self._refuse(event.call, 503)
             return
@@ -188,17 +202,23 @@ class SipCalls:
                 log.info("refusing call with malformed SDP: %s", exc)
                 self._refuse(event.call, 400, f"Malformed SDP: {exc}")
             return
-        call_id = event.call.call_id
-        summary = CallSummary(call_id=call_id, direction="in", started=time.time())
+        summary = CallSummary(
+            call_id=call_id, direction="in", started=time.time(), from_uri=event.from_,
+            to_uri=event.to,
+        )  # fmt: skip
         call = _Call(sip=event.call, summary=summary, sock=sock, port=port, session_id=session_id)
         self.calls[id(event.call)] = call
-        info = LegInfo(kind="sip", call_id=call_id, from_uri=event.from_, to_uri=event.to)
         call.task = asyncio.get_running_loop().create_task(
-            self._run_incoming(call, info, media, bytes(answer))
+            self._run_incoming(call, info, media, bytes(answer), handler)
         )
 
     async def _run_incoming(
-        self, call: _Call, info: LegInfo, media: NegotiatedMedia, answer: bytes
+        self,
+        call: _Call,
+        info: LegInfo,
+        media: NegotiatedMedia,
+        answer: bytes,
+        handler: CallHandler,
     ) -> None:
         try:
             leg = self._make_leg(call, info, media)
@@ -218,7 +238,7 @@ class SipCalls:
             await asyncio.sleep(self.ring_ms / 1000)
         ua.answer(call.sip, answer, now=self._now())
         self._pump()
-        await self._run_app(call, leg)
+        await self._run_app(call, leg, handler)
 
     def _make_leg(self, call: _Call, info: LegInfo, media: NegotiatedMedia) -> SipRtpLeg:
         assert call.sock is not None, "a call gets its RTP socket before its leg"
@@ -236,9 +256,9 @@ class SipCalls:
         call.leg = leg
         return leg
 
-    async def _run_app(self, call: _Call, leg: SipRtpLeg) -> None:
+    async def _run_app(self, call: _Call, leg: SipRtpLeg, handler: CallHandler) -> None:
         try:
-            await self.handler(leg)
+            await handler(leg)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -414,7 +434,10 @@ class SipCalls:
         )
         loop = asyncio.get_running_loop()
         call_id = getattr(sip_call, "call_id", "")
-        summary = CallSummary(call_id=call_id, direction="out", started=time.time())
+        summary = CallSummary(
+            call_id=call_id, direction="out", started=time.time(),
+            from_uri=from_uri or "", to_uri=target_uri,
+        )  # fmt: skip
         call = _Call(sip=sip_call, summary=summary, sock=sock, port=port, pending_offer=offer)
         call.answered = loop.create_future()
         self.calls[id(sip_call)] = call
