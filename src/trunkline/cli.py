@@ -207,7 +207,6 @@ async def _serve_agent(
             print(f"trunkline: cannot start {names}: {exc}", file=sys.stderr)
             return 2
         await _probe_tts(tts)
-        metrics.watch_records(lambda: runtime.writer.stats)
         apps: list[Route[CallHandler]] = [
             Route(route.match, app, route.label)
             for route, app in zip(routes, runtime.apps, strict=True)

@@ -1,9 +1,11 @@
-"""The agent app: runs a voice agent (flow brain, ASR, TTS) on each call's leg.
+"""The agent app: runs a voice agent (its brain, ASR, TTS) on each call's leg.
 
 ``agent_app(spec, ...)`` returns an :class:`AgentApp`, a :data:`~trunkline.net.leg.
 CallHandler`. Per call it loads the call's session (a call that another worker was
-running, or that reconnected, continues from its last checkpoint), builds a
-:class:`~trunkline.agent.FlowBrain` (new, or restored and resumed), and runs a
+running, or that reconnected, continues from its last checkpoint), builds the spec's
+brain, a :class:`~trunkline.agent.FlowBrain` or, for ``brain: llm``, a
+:class:`~trunkline.agent.LlmBrain` on the given chat model (new, or restored and
+resumed), and runs a
 :class:`~trunkline.pipeline.conversation.Conversation` on the leg until the call ends.
 Providers, stores, the tool runner and the prompt cache are shared by all calls;
 everything else is per call.
@@ -23,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trunkline.agent.brain import BrainContext
+from trunkline.agent.brain import Brain, BrainContext
 from trunkline.agent.demo_crm import start_crm
 from trunkline.agent.errors import AgentUsageError
 from trunkline.agent.flow import FlowBrain
+from trunkline.agent.llm_brain import LlmBrain
 from trunkline.agent.spec import AgentSpec, BrainKind
 from trunkline.agent.tools import ToolRunner
 from trunkline.net.leg import LegInfo, MediaLeg
@@ -36,6 +39,7 @@ from trunkline.pipeline.conversation import Conversation, RecordSink
 from trunkline.pipeline.speaker import PromptCache
 from trunkline.pipeline.vad import VadProcessor
 from trunkline.providers.asr import ASR
+from trunkline.providers.llm import LLM
 from trunkline.providers.tts import TTS
 from trunkline.runtime.stores.records_sqlite import SqliteRecordBackend
 from trunkline.runtime.stores.session import MemorySessionStore, Session, SessionStore
@@ -60,6 +64,7 @@ def agent_app(
     context_factory: Callable[[LegInfo], BrainContext],
     sessions: SessionStore,
     records: RecordSink,
+    llm: LLM | None = None,
     vad_mode: int = 2,
     cache: PromptCache | None = None,
     voice: str | None = None,
@@ -68,29 +73,38 @@ def agent_app(
     """Build the call handler that runs ``spec`` on every call.
 
     Args:
-        spec: a flow agent (``brain: flow``).
+        spec: the agent (``brain: flow`` or ``brain: llm``).
         asr, tts: the speech providers (shared by all calls).
         context_factory: the brain's dependencies for one call (tool runner, variables
             such as the CRM address, ``call_fields(info)``).
         sessions: where each turn is checkpointed and from where a call is restored.
         records: takes the call record at the end (a ``RecordWriter``; never blocks).
+        llm: the chat model of a ``brain: llm`` agent (shared by all calls; a context
+            from ``context_factory`` that has its own ``llm`` keeps it).
         vad_mode: webrtcvad aggressiveness, 0 (least) to 3.
         cache: the prompt cache (one is made for this app if None).
         voice: the TTS voice.
         clock: the monotonic clock of the turn timings.
 
     Raises:
-        AgentUsageError: the spec is not for the flow brain, or ``vad_mode`` is not 0..3.
+        AgentUsageError: a ``brain: llm`` agent without ``llm``, or ``vad_mode`` not 0..3.
     """
-    if spec.brain is not BrainKind.FLOW:
-        raise AgentUsageError(f"agent {spec.name!r}: only the flow brain runs on calls so far")
+    check_llm(spec, llm)
     if not 0 <= vad_mode <= 3:
         raise AgentUsageError(f"vad_mode must be 0..3, got {vad_mode}")
     return AgentApp(
         spec, asr=asr, tts=tts, context_factory=context_factory, sessions=sessions,
-        records=records, vad_mode=vad_mode, cache=cache if cache is not None else PromptCache(),
-        voice=voice, clock=clock,
+        records=records, llm=llm, vad_mode=vad_mode,
+        cache=cache if cache is not None else PromptCache(), voice=voice, clock=clock,
     )  # fmt: skip
+
+
+def check_llm(spec: AgentSpec, llm: LLM | None) -> None:
+    """Refuse a ``brain: llm`` agent without a chat model (AgentUsageError)."""
+    if spec.brain is BrainKind.LLM and llm is None:
+        raise AgentUsageError(
+            f"agent {spec.name!r} has brain: llm; give it a chat model (llm=OpenAILLM(...))"
+        )
 
 
 class AgentApp:
@@ -109,6 +123,7 @@ class AgentApp:
         context_factory: Callable[[LegInfo], BrainContext],
         sessions: SessionStore,
         records: RecordSink,
+        llm: LLM | None,
         vad_mode: int,
         cache: PromptCache,
         voice: str | None,
@@ -120,6 +135,7 @@ class AgentApp:
         self.context_factory = context_factory
         self.sessions = sessions
         self.records = records
+        self.llm = llm
         self.vad_mode = vad_mode
         self.cache = cache
         self.voice = voice
@@ -131,6 +147,8 @@ class AgentApp:
         call_log = CallLog(log, {"call_id": leg.call_id})
         session = await load_session(self.sessions, leg.call_id, call_log)
         context = self.context_factory(leg.info)
+        if context.llm is None:
+            context.llm = self.llm
         brain, resumed = _brain(self.spec, context, session, call_log)
         conversation = Conversation(
             leg,
@@ -163,17 +181,18 @@ def _brain(
     context: BrainContext,
     session: Session | None,
     call_log: logging.LoggerAdapter[logging.Logger],
-) -> tuple[FlowBrain, bool]:
-    """A restored brain (True) or a new one (False)."""
+) -> tuple[Brain, bool]:
+    """A restored brain (True) or a new one (False), of the kind the spec names."""
+    kind: type[FlowBrain] | type[LlmBrain] = LlmBrain if spec.brain is BrainKind.LLM else FlowBrain
     if session is not None:
         try:
-            brain = FlowBrain.restore(spec, snapshot_from_session(session, spec.name), context)
+            brain = kind.restore(spec, snapshot_from_session(session, spec.name), context)
         except AgentUsageError as exc:
             call_log.warning("session does not fit the agent, starting afresh: %s", exc)
         else:
-            call_log.info("resuming from checkpoint v%d in %s", session.version, brain.state)
+            call_log.info("resuming from checkpoint v%d", session.version)
             return brain, True
-    return FlowBrain(spec, context), False
+    return kind(spec, context), False
 
 
 @dataclass
@@ -208,12 +227,13 @@ async def agent_runtime(
     variables: Mapping[str, str] | None = None,
     vad_mode: int = 2,
     metrics: RuntimeMetrics | None = None,
+    llm: LLM | None = None,
 ) -> AsyncIterator[AgentApp]:
     """:func:`agents_runtime` for one agent; yields its app."""
     async with agents_runtime(
         [spec], asr=asr, tts=tts, records_db=records_db, spool_dir=spool_dir,
         demo_crm=demo_crm, crm_db=crm_db, sessions=sessions, variables=variables,
-        vad_mode=vad_mode, metrics=metrics,
+        vad_mode=vad_mode, metrics=metrics, llm=llm,
     ) as runtime:  # fmt: skip
         yield runtime.apps[0]
 
@@ -232,6 +252,7 @@ async def agents_runtime(
     variables: Mapping[str, str] | None = None,
     vad_mode: int = 2,
     metrics: RuntimeMetrics | None = None,
+    llm: LLM | None = None,
 ) -> AsyncIterator[AgentRuntime]:
     """Everything ``specs`` need to answer calls, started; stopped again on exit.
 
@@ -240,13 +261,16 @@ async def agents_runtime(
     in-memory session store unless one is given, and a
     :class:`~trunkline.runtime.stores.RecordWriter` on SQLite at ``records_db`` that
     spools to ``spool_dir``, all shared by the agents. Yields their apps, for
-    ``Server`` (records pass through ``metrics`` on their way to the writer).
+    ``Server`` (records pass through ``metrics`` on their way to the writer). The
+    ``brain: llm`` agents share ``llm``, which is closed on exit like the providers.
 
     Raises:
-        AgentUsageError: a spec is not a flow agent.
+        AgentUsageError: a ``brain: llm`` agent and no ``llm`` (before anything starts).
         RecordStoreError: the spool cannot be opened.
         ProviderError: a provider failed to start.
     """
+    for spec in specs:
+        check_llm(spec, llm)
     async with AsyncExitStack() as stack:
         values = dict(variables or {})
         if demo_crm:
@@ -257,11 +281,15 @@ async def agents_runtime(
         tools = await stack.enter_async_context(ToolRunner())
         await stack.enter_async_context(asr)
         await stack.enter_async_context(tts)
+        if llm is not None:
+            await stack.enter_async_context(llm)
         store = sessions if sessions is not None else MemorySessionStore()
         stack.push_async_callback(store.aclose)
         writer = RecordWriter(SqliteRecordBackend(records_db), spool_dir=Path(spool_dir))
         await writer.start()
         stack.push_async_callback(writer.aclose)
+        if metrics is not None:
+            metrics.watch_records(lambda: writer.stats)
 
         def context(info: LegInfo) -> BrainContext:
             return BrainContext(tools=tools, variables=values, call=call_fields(info))
@@ -275,6 +303,7 @@ async def agents_runtime(
                 context_factory=context,
                 sessions=store,
                 records=records,
+                llm=llm,
                 vad_mode=vad_mode,
             )
             for spec in specs
