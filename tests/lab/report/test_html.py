@@ -179,3 +179,20 @@ def test_bar_chart_lengths_are_proportional() -> None:
     )
     widths = [float(r.get("width", "")) for r in svg.findall(f"{SVG}rect")]
     assert widths[1] == pytest.approx(2 * widths[0]) and widths[2] == 0
+
+
+def test_time_axis_ends_with_the_data() -> None:
+    svg = ET.fromstring(
+        line_chart(
+            [Series("a", [(0, 1), (83, 2)])],
+            title="T",
+            x_label="s",
+            y_label="y",
+            width=400,
+            height=200,
+        )  # fmt: skip
+    )
+    (path,) = svg.findall(f"{SVG}path")
+    assert path.get("d", "").split()[-1].startswith("L384.0,")  # the right edge of the plot
+    labels = [t.text for t in svg.iter(f"{SVG}text")]
+    assert "80" in labels and "100" not in labels

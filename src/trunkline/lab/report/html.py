@@ -72,7 +72,8 @@ code { font: 12px ui-monospace, Menlo, Consolas, monospace; background: #f1f2f4;
 
 #: Sorts a table by the clicked header; numeric cells carry ``data-v``.
 SORT_JS = """
-document.querySelectorAll("table.sortable th[data-sort]").forEach(function (th, col) {
+document.querySelectorAll("table.sortable th[data-sort]").forEach(function (th) {
+  var col = th.cellIndex;
   th.addEventListener("click", function () {
     var body = th.closest("table").tBodies[0];
     var rows = Array.prototype.slice.call(body.rows);

@@ -185,10 +185,13 @@ def line_chart(
     if not ys:
         return no_data(parts, width, height)
     lo, hi = x_range if x_range is not None else (min(xs), max(xs))
-    x_ticks = nice_ticks(lo, hi)
+    # The x axis ends where the data does (a run of 83 s is not drawn to 100 s); the y
+    # axis ends on a tick, so the top gridline is labelled.
+    slack = (hi - lo) * 1e-9
+    x_ticks = [t for t in nice_ticks(lo, hi) if lo - slack <= t <= hi + slack]
     y_ticks = nice_ticks(0.0, max(max(ys), 1e-9))
     bottom = height - MARGIN_BOTTOM
-    x = Axis(x_ticks[0], x_ticks[-1], MARGIN_LEFT, width - MARGIN_RIGHT, x_ticks)
+    x = Axis(lo, hi, MARGIN_LEFT, width - MARGIN_RIGHT, x_ticks)
     y = Axis(y_ticks[0], y_ticks[-1], bottom, MARGIN_TOP, y_ticks)
     y_axis(parts, y, x.start, x.end, y_label)
     x_axis(parts, x, bottom, x_label)
