@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["echo"],
         metavar="APP",
-        help="'echo', or 'playback FILE.wav' (plays the file, then hangs up)",
+        help="'echo', 'playback FILE.wav' (plays the file, then hangs up), or "
+        "'delay [FIRST_WORD_MS [REPLY_MS]]' (the lab's reference: greets and answers "
+        "each utterance with a tone after exactly those delays)",
     )
     serve.add_argument("--sip", type=_host_port, default=("127.0.0.1", 5060), metavar="HOST:PORT")
     serve.add_argument("--http", type=_host_port, default=("127.0.0.1", 8080), metavar="HOST:PORT")
@@ -90,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --agent: where call records wait while the database is unavailable",
     )
 
+    from trunkline.lab.command import add_pretest_parser
+
+    add_pretest_parser(sub)
+
     demo = sub.add_parser("demo", help="start the echo server, call it over SIP and WS, stay up")
     demo.add_argument("--sip", type=_host_port, default=("127.0.0.1", 5060), metavar="HOST:PORT")
     demo.add_argument("--http", type=_host_port, default=("127.0.0.1", 8080), metavar="HOST:PORT")
@@ -115,7 +121,17 @@ def make_app(spec: list[str]) -> CallHandler:
             return playback_app(args[0])
         except (OSError, WavError) as exc:
             raise SystemExit(f"trunkline: cannot play {args[0]!r}: {exc}") from None
-    raise SystemExit(f"trunkline: unknown app {' '.join(spec)!r}; use 'echo' or 'playback FILE'")
+    if name == "delay" and len(args) <= 2 and all(a.isdigit() for a in args):
+        from trunkline.apps.delay import DelayApp
+
+        try:
+            return DelayApp(*(int(a) for a in args))
+        except ValueError as exc:
+            raise SystemExit(f"trunkline: bad delay app: {exc}") from None
+    raise SystemExit(
+        f"trunkline: unknown app {' '.join(spec)!r}; use 'echo', 'playback FILE' or "
+        "'delay [FIRST_WORD_MS [REPLY_MS]]'"
+    )
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -286,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         return run(_serve(args))
+    if args.command == "pretest":
+        from trunkline.lab.command import run_pretest
+
+        return run(run_pretest(args))
     if args.command == "demo":
         from trunkline.demo import run_demo
 

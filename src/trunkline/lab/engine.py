@@ -211,7 +211,8 @@ class Lab:
             result.failure, result.failure_detail = failed.category, failed.detail
             result.setup_status = failed.status
             return
-        trace = CallTrace(answered_at=monotonic())
+        # Over SIP, the moment the 200 OK arrived, not when this task got to run again.
+        trace = CallTrace(answered_at=leg.answered_at or monotonic())
         result.setup_ms = round((trace.answered_at - dialled) * 1000, 2)
         result.setup_status = 200 if isinstance(leg, LabRtpLeg) else None
         result.agent_call_id = leg.call_id
@@ -369,6 +370,17 @@ def _categorize(result: CallResult, script: CallScript, trace: CallTrace, leg: A
     if result.failure is not None:
         return
     ear = leg.ear
+    if (
+        trace.hangup_by == "agent"
+        and trace.steps_done < len(script.steps)
+        and script.expect.hangup_by != "agent"
+    ):
+        result.failure = "stream_closed"
+        result.failure_detail = (
+            f"the target ended the call after {trace.steps_done} of {len(script.steps)} "
+            f"steps ({trace.remote_hangup_reason})"
+        )
+        return
     if not ear.frames:
         garbage = leg.stats.bad_packets if isinstance(leg, LabRtpLeg) else leg.garbage.total
         if garbage:
@@ -380,17 +392,6 @@ def _categorize(result: CallResult, script: CallScript, trace: CallTrace, leg: A
     if trace.timed_out:
         result.failure = "max_duration"
         result.failure_detail = f"still going after {script.max_duration_s:.0f} s"
-        return
-    if (
-        trace.hangup_by == "agent"
-        and trace.steps_done < len(script.steps)
-        and script.expect.hangup_by != "agent"
-    ):
-        result.failure = "stream_closed"
-        result.failure_detail = (
-            f"the target ended the call after {trace.steps_done} of {len(script.steps)} "
-            f"steps ({trace.remote_hangup_reason})"
-        )
         return
     if not ear.segments:
         result.failure, result.failure_detail = "no_reply", "audio arrived, but never speech"

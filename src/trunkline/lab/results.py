@@ -214,6 +214,7 @@ class RunResult:
     timeline: list[TimelinePoint] = field(default_factory=list)
     lab: LabHealth = field(default_factory=LabHealth)
     label: str = ""  # the A/B side's name, or empty
+    breakpoint: dict[str, Any] | None = None  # the knee search, for a breakpoint profile
     schema: int = SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:

@@ -119,8 +119,16 @@ class VoiceBook:
     async def _render(self, persona: Persona, text: str) -> Utterance:
         tts = self._tts.get((persona.rate, persona.pitch))
         if tts is None:
+            # No time limits: the lab renders before its calls start, many lines at once,
+            # and a line that takes long is no caller's dead air.
             tts = EspeakTTS(
-                persona.voice, persona.rate, persona.pitch, cache_size=0, binary=self.binary
+                persona.voice,
+                persona.rate,
+                persona.pitch,
+                cache_size=0,
+                binary=self.binary,
+                first_byte_timeout=None,
+                idle_timeout=None,
             )
             self._tts[(persona.rate, persona.pitch)] = tts
         self.renders += 1

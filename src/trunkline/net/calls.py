@@ -96,6 +96,7 @@ class _Call:
     session_id: int = 0
     session_version: int = 1
     answered: asyncio.Future[NegotiatedMedia] | None = None
+    answered_at: float = 0.0  # time.monotonic() when the 200 OK to our INVITE arrived
     transfer: asyncio.Future[TransferResult] | None = None
     pending_offer: SessionDescription | None = None
 
@@ -114,6 +115,8 @@ class SipCalls:
         ring_ms: int = 0,
         admit: Callable[[], bool] | None = None,
         rand: random.Random | None = None,
+        leg_class: type[SipRtpLeg] = SipRtpLeg,
+        on_refer: Callable[[SipRtpLeg, str], tuple[int, str]] | None = None,
         route: Callable[[LegInfo], CallHandler | None] | None = None,
     ) -> None:
         self.host = host
@@ -124,6 +127,10 @@ class SipCalls:
         self.ring_ms = ring_ms
         self.admit = admit
         self.rand = rand or random.Random()
+        # The lab's callers use their own leg (no jitter buffer, pre-encoded audio) and
+        # accept the agent's REFER; the runtime keeps the defaults.
+        self.leg_class = leg_class
+        self.on_refer = on_refer
         # Several apps by dialled number: the app for an incoming call, None for 404.
         self.route = route
         self.calls: dict[int, _Call] = {}
@@ -243,7 +250,7 @@ class SipCalls:
     def _make_leg(self, call: _Call, info: LegInfo, media: NegotiatedMedia) -> SipRtpLeg:
         assert call.sock is not None, "a call gets its RTP socket before its leg"
         r = self.rand
-        leg = SipRtpLeg(
+        leg = self.leg_class(
             info,
             media,
             call.sock,
@@ -346,7 +353,13 @@ class SipCalls:
     def _refer_received(self, event: ev.ReferReceived) -> None:
         # Acting on a REFER means placing a new call for the peer; the runtime does not
         # do that on a caller's behalf, so it declines through the NOTIFY (RFC 3515 §2.4.5).
-        self._ua().notify_refer(event.call, 603, "Decline", now=self._now())
+        # A lab caller (``on_refer``) records the request and reports its own answer.
+        call = self.calls.get(id(event.call))
+        if self.on_refer is not None and call is not None and call.leg is not None:
+            status, reason = self.on_refer(call.leg, event.target)
+        else:
+            status, reason = 603, "Decline"
+        self._ua().notify_refer(event.call, status, reason, now=self._now())
 
     def _refer_progress(self, event: ev.ReferProgress) -> None:
         call = self.calls.get(id(event.call))
@@ -367,6 +380,7 @@ class SipCalls:
             call.answered.set_exception(CallFailedError(488, str(exc)))
             self._ua().hangup(call.sip, "bad answer", now=self._now())
             return
+        call.answered_at = time.monotonic()
         call.answered.set_result(media)
 
     # --- SipCallControl ----------------------------------------------------------------
@@ -456,6 +470,7 @@ class SipCalls:
         info = LegInfo(kind="sip", call_id=call_id, from_uri=from_uri or "", to_uri=target_uri)
         leg = self._make_leg(call, info, media)
         leg.start()
+        leg.answered_at = call.answered_at
         return leg
 
     # --- helpers -------------------------------------------------------------------------

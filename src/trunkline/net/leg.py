@@ -106,6 +106,8 @@ class MediaLeg(abc.ABC):
         # Outbound frames; a str entry is a mark name that is reported once reached.
         self.out: deque[bytes | str] = deque()
         self.closed: asyncio.Future[Hangup] = asyncio.get_running_loop().create_future()
+        #: ``time.monotonic()`` when the call was answered (set by legs that know it).
+        self.answered_at = 0.0
 
     @property
     def call_id(self) -> str:
