@@ -31,6 +31,7 @@ from trunkline.net.rtp_pool import RtpPortPool
 from trunkline.net.ws_server import WsMediaLeg, WsMediaStats, add_media_route
 from trunkline.runtime.routing import Router, sip_keys, ws_keys
 from trunkline.runtime.stores.records import CallRecord
+from trunkline.web.phone import add_phone_routes
 from trunkline.wsmedia.errors import CloseCode
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Server:
         self.sip_address = await self.sip.start()
         app = build_http_app(self)
         self._add_media_routes(app)
+        add_phone_routes(app, media_path=MEDIA_PATH)  # GET /phone: a browser calls /media
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.config.http_host, self.config.http_port)

@@ -1,0 +1,99 @@
+"""A call to the Acme agent from the browser phone, end to end.
+
+The runtime runs in this process as ``trunkline serve --agent`` does (``agent_runtime``:
+pocketsphinx, espeak-ng, the demo CRM, the SQLite record writer) and headless Chromium
+opens ``/phone``. Its fake microphone plays an espeak-ng rendering of "order status"
+after a second and a half of silence, so the caller talks over the greeting; the test
+then presses 1 2 3 4 5 on the page's keypad. Nothing in the runtime knows it is a
+browser: the page is one more Media Streams leg.
+
+The page's voice processing is off (``processing=off``): the microphone is a clean file,
+and Chrome's noise suppressor takes espeak's steady voice for noise (measured: 11 dB
+quieter, and pocketsphinx then hears nothing).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.net.helpers import eventually, running_server
+from trunkline.agent import AgentSpec
+from trunkline.apps.agent import agent_runtime
+from trunkline.media.tones import silence
+from trunkline.media.wav import decode_wav, write_wav
+from trunkline.providers.embedded_asr import PocketsphinxASR
+from trunkline.providers.embedded_tts import EspeakTTS
+from trunkline.runtime.stores import SqliteRecordBackend
+
+from .cdp import Chromium, Page, open_page
+from .conftest import Launch
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 20.0  # speech runs in real time, and pocketsphinx shares two busy cores
+
+
+@pytest.fixture
+def caller_browser(launch_chromium: Launch, tmp_path: pathlib.Path) -> Chromium:
+    """Chromium whose microphone says "order status" once, 1.5 s after it opens."""
+    voice = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "--stdout", "order status"], capture_output=True, check=True
+    ).stdout
+    wav = tmp_path / "caller.wav"
+    write_wav(wav, silence(1500) + decode_wav(voice) + silence(3000))
+    return launch_chromium(f"--use-file-for-fake-audio-capture={wav}%noloop")
+
+
+def page_errors(page: Page) -> list[str]:
+    # After the call the page asks GET /calls/{id} for a transcript; a runtime that does
+    # not serve records answers 404, which the browser logs as a failed load.
+    return [e for e in page.errors if not ("/calls/" in e and "404" in e)]
+
+
+async def test_call_the_acme_agent_from_the_browser(
+    acme_spec: AgentSpec, caller_browser: Chromium, tmp_path: pathlib.Path
+) -> None:
+    db = tmp_path / "records.sqlite3"
+    runtime = agent_runtime(
+        acme_spec, asr=PocketsphinxASR(workers=1), tts=EspeakTTS(), records_db=db,
+        spool_dir=tmp_path / "spool", demo_crm=True,
+    )  # fmt: skip
+    async with runtime as app, running_server(app) as server, open_page(caller_browser) as page:
+        host, port = server.http_address
+        await page.navigate(f"http://{host}:{port}/phone?autostart=1&processing=off")
+        call_id = await page.wait_for("phoneState.connected && phoneState.callSid", "a call")
+        await eventually(lambda: call_id in app.live, "the agent to answer", WAIT_S)
+        brain = app.live[call_id].brain
+        await eventually(lambda: brain.state == "order_status", "'order status'", WAIT_S)
+        heard = await page.evaluate("phoneState.framesAudible")
+        for digit in "12345":
+            await page.evaluate(f"document.querySelector('[data-digit=\"{digit}\"]').click()")
+        await eventually(lambda: brain.state == "anything_else", "the order's status", WAIT_S)
+        await page.wait_for(
+            f"phoneState.framesAudible >= {heard + 50}", "a second of the reply", WAIT_S
+        )
+        await page.evaluate("document.querySelector('#hangup').click()")
+        await page.wait_for("phoneState.ended", "the call to end")
+        state: dict[str, Any] = await page.evaluate("phoneState")
+        png = await page.screenshot()
+        errors = page_errors(page)
+    backend = SqliteRecordBackend(db)  # the writer drained into it on the way out
+    try:
+        record = await backend.get(call_id)
+    finally:
+        await backend.aclose()
+
+    assert state["errors"] == [] and errors == []
+    assert state["endReason"] == "you hung up" and state["dtmfSent"] == "12345"
+    # The caller talked over the greeting: the agent cleared the page's playback, and
+    # every mark the page got was echoed.
+    assert state["cleared"] >= 1 and state["marks"] >= 1
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert record is not None and record.outcome == "caller_hangup"
+    callers = [t["text"] for t in record.transcript if t["role"] == "caller"]
+    assert "order status" in callers  # heard by pocketsphinx through the page
+    assert any("Order 1 2 3 4 5 is shipped." in t["text"] for t in record.transcript)
