@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import WSMsgType
 
 from tests.api.exposition import ParsedFamily, parse
@@ -230,3 +231,11 @@ async def test_ws_call_without_a_route_is_closed_with_a_reason() -> None:
     assert (code, reason) == (1008, "no agent for '2002'")
     assert code_path == 1008
     assert families["trunkline_calls_total"].value(transport="ws", outcome="refused") == 2
+
+
+def test_a_server_takes_a_handler_or_a_router() -> None:
+    router: Router[CallHandler] = Router.single(RecordingEcho())
+    with pytest.raises(ValueError, match="needs a handler or a router"):
+        Server(ServeConfig())
+    with pytest.raises(ValueError, match="not both"):
+        Server(ServeConfig(), RecordingEcho(), router=router)

@@ -31,7 +31,6 @@ from trunkline.net.rtp_pool import RtpPortPool
 from trunkline.net.ws_server import WsMediaLeg, WsMediaStats, add_media_route
 from trunkline.runtime.routing import Router, sip_keys, ws_keys
 from trunkline.runtime.stores.records import CallRecord
-from trunkline.web.phone import add_phone_routes
 from trunkline.wsmedia.errors import CloseCode
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,8 @@ class Server:
         config: addresses and limits.
         handler: the app for every call; or
         router: the apps by dialled number (exactly one of the two).
-        metrics: where the server's metrics go (a new set if None).
+        metrics: where the server's metrics go (a new set if None; one set per server,
+            which adds its own scrape-time families to it).
         records: where finished calls' records are read for ``GET /calls/{id}``.
         live_view: what an app knows of a live call (its transcript so far), or None.
 
