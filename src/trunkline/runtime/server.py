@@ -31,6 +31,7 @@ from trunkline.net.rtp_pool import RtpPortPool
 from trunkline.net.ws_server import WsMediaLeg, WsMediaStats, add_media_route
 from trunkline.runtime.routing import Router, sip_keys, ws_keys
 from trunkline.runtime.stores.records import CallRecord
+from trunkline.web.phone import add_phone_routes
 from trunkline.wsmedia.errors import CloseCode
 
 log = logging.getLogger(__name__)
