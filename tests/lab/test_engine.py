@@ -155,9 +155,8 @@ async def _silent(leg: MediaLeg) -> None:
 
 async def test_a_target_that_sends_no_rtp_is_no_media() -> None:
     script = CallScript("quiet", 1, steps=(Say("hello"),), reply_timeout_s=0.5)
-    async with running_server(_silent) as server:
-        async with lab_for(sip_target(server)) as lab:
-            result = await lab.call(script)
+    async with running_server(_silent) as server, lab_for(sip_target(server)) as lab:
+        result = await lab.call(script)
     assert result.failure == "no_media", result.failure_detail
 
 
@@ -171,9 +170,8 @@ async def _garbage(leg: MediaLeg) -> None:
 
 async def test_a_target_that_sends_garbage_rtp_is_garbage_media() -> None:
     script = CallScript("garbage", 1, steps=(Say("hello"),), reply_timeout_s=0.5)
-    async with running_server(_garbage) as server:
-        async with lab_for(sip_target(server)) as lab:
-            result = await lab.call(script)
+    async with running_server(_garbage) as server, lab_for(sip_target(server)) as lab:
+        result = await lab.call(script)
     assert result.failure == "garbage_media", result.failure_detail
 
 

@@ -33,6 +33,7 @@ from trunkline.agent.spec import AgentSpec, DtmfSpec
 if TYPE_CHECKING:
     from trunkline.agent.grammar import GrammarMatcher
     from trunkline.agent.tools import ToolCaller
+    from trunkline.providers.llm import LLM
 
 # --- input ------------------------------------------------------------------------------
 
@@ -155,7 +156,8 @@ class BrainContext:
     """What a brain needs from the call and the process, injected for tests.
 
     ``variables`` override the spec's ``vars`` (the runtime sets ``crm`` to the demo
-    CRM's address); ``call`` fills ``{{call.*}}`` (id, caller, callee).
+    CRM's address); ``call`` fills ``{{call.*}}`` (id, caller, callee); ``llm`` is the
+    chat model of an ``llm`` agent (the flow brain has none).
     """
 
     tools: ToolCaller | None = None
@@ -166,6 +168,7 @@ class BrainContext:
     log: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(
         default_factory=lambda: logging.getLogger("trunkline.agent")
     )
+    llm: LLM | None = None
 
 
 class Brain(Protocol):
