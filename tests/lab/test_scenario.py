@@ -6,6 +6,7 @@ import pathlib
 import textwrap
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -450,3 +451,89 @@ def test_fill_template_leaves_the_engines_placeholder_and_literal_braces() -> No
     got = fill_template("{base}/x/{call_id}?q={{raw}}&s={seed}", {"base": "http://h", "seed": "4"})
     assert got == "http://h/x/{call_id}?q={{raw}}&s=4"
     assert got.format(call_id="abc") == "http://h/x/abc?q={raw}&s=4"
+
+
+_WORDS = [
+    "name", "turns", "say", "dtmf", "silence", "barge_in", "hangup", "wait_for_agent",
+    "expect", "contains", "matches", "variants", "after_ms", "timeout_s", "persona", "voice",
+    "rate", "pitch", "gap_ms", "min", "max", "transport", "kind", "params", "caller",
+    "impairment", "noise", "loss", "jitter", "drift", "level", "codec", "snr_db", "model",
+    "percent", "p", "r", "ms", "ppm", "db", "check_url", "url", "status", "path", "equals",
+    "transfer", "target", "hangup_by", "max_duration_s", "weight", "vars", "inter_digit_ms",
+]  # fmt: skip
+_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5000), st.floats(allow_nan=True),
+    st.sampled_from(["hi", "1234#", "agent", "pink", "gilbert_elliott", "{crm}/x", "http://h/{call_id}",
+                     "(", "en-us", "", "a.b", "yes"]),
+)  # fmt: skip
+_DOCS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(_WORDS), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+_TEXT = st.sampled_from(["hi", "order status", "", 5, None, ["a"], {"variants": ["a", "b"]}])
+_EXPECT = st.sampled_from([None, "menu", ["a", "b"], {"matches": "(x"}, {"contains": 3}, {}])
+_TURN = st.one_of(
+    st.builds(lambda t: {"say": t}, _TEXT),
+    st.builds(lambda d, g: {"dtmf": d, "inter_digit_ms": g},
+              st.sampled_from(["12#", 12, "x", "A*"]), st.integers(-1, 6000)),
+    st.builds(lambda x: {"silence": x}, st.one_of(st.floats(allow_nan=True), st.integers(-1, 400))),
+    st.builds(lambda a, t: {"barge_in": {"after_ms": a, "say": t}}, st.integers(-1, 40000), _TEXT),
+    st.sampled_from([{"wait_for_agent": {"timeout_s": 3}}, "hangup", {"hangup": {}}]),
+    st.dictionaries(st.sampled_from(_WORDS), _DOCS, min_size=1, max_size=3),
+).flatmap(
+    lambda turn: _EXPECT.map(
+        lambda e: {**turn, "expect": e} if isinstance(turn, dict) and e is not None else turn
+    )
+)  # fmt: skip
+_SECTIONS = {
+    "persona": st.fixed_dictionaries({}, optional={
+        "voice": st.sampled_from(["en-us", "en+f3", "XX", 3]), "rate": st.integers(0, 600),
+        "pitch": st.integers(-1, 120),
+        "gap_ms": st.one_of(_LEAVES, st.lists(st.integers(-1, 20000)))}),
+    "expect": st.fixed_dictionaries({}, optional={
+        "transfer": st.one_of(st.booleans(), st.just("sip:x@h"), _DOCS),
+        "hangup_by": st.sampled_from(["agent", "caller", "nobody"]),
+        "max_duration_s": st.one_of(st.integers(-1, 5000), st.floats(allow_nan=True)),
+        "check_url": st.one_of(_DOCS, st.fixed_dictionaries(
+            {"url": st.sampled_from(["http://h/{call_id}", "{crm}/o", "ftp://x", "http://h/{"])},
+            optional={"path": st.sampled_from(["a.0", "", 3]), "equals": _LEAVES,
+                      "status": st.integers(0, 700)}))}),
+    "impairment": st.one_of(
+        st.sampled_from(["street", "2bad"]), st.fixed_dictionaries({}, optional={
+        "noise": st.fixed_dictionaries({"kind": st.sampled_from(["pink", "red"]),
+                                        "snr_db": st.integers(-30, 90)}),
+        "loss": st.one_of(st.fixed_dictionaries({"percent": st.floats(-1, 101)}), _DOCS),
+        "jitter": _DOCS, "drift": _DOCS, "level": _DOCS,
+        "codec": st.sampled_from(["pcmu", "g729"])}),
+    ),
+    "transport": st.one_of(st.sampled_from(["sip", "ws", "pstn"]), _DOCS),
+    "vars": st.one_of(st.just({"crm": "http://127.0.0.1:1"}), _DOCS),
+}  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["n", "m", "o", "bad name", 5]),
+            "turns": st.lists(_TURN, max_size=3),
+        },
+        optional=_SECTIONS,
+    )
+)
+def test_any_document_shape_loads_or_raises_scenario_error(doc: dict[str, object]) -> None:
+    try:
+        got = parse_scenarios(yaml.safe_dump(doc))
+    except ScenarioError as exc:
+        assert exc.problems
+        return
+    for scenario in got:
+        if scenario.impairment_ref is not None:
+            with pytest.raises(ValueError, match="not resolved"):
+                plan_call(scenario, 1)
+        else:
+            assert plan_call(scenario, 1) == plan_call(scenario, 1)
