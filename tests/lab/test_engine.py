@@ -1,3 +1,4 @@
+# ruff: noqa: SIM117  (the lab needs the server it calls: nested on purpose, for reading)
 """The caller engine against real targets on loopback: its accuracy and its failure categories.
 
 The reference ``delay`` app greets 300 ms after the answer and answers each utterance
