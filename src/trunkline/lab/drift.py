@@ -64,7 +64,9 @@ def drift(samples: npt.NDArray[np.int16], ppm: float) -> npt.NDArray[np.int16]:
     if ppm == 0.0 or n_out == 0:
         return np.asarray(samples, dtype=np.int16).ravel()[:n_out].copy()
     padded = np.concatenate((np.zeros(_HALF_TAPS), x, np.zeros(_HALF_TAPS + 1)))
-    offsets = np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)
+    # Row i is padded[i : i + taps]; the taps of input sample b (offsets -_HALF_TAPS + 1
+    # .. _HALF_TAPS, shifted by the _HALF_TAPS of padding) start at row b + 1.
+    rows = np.lib.stride_tricks.sliding_window_view(padded, 2 * _HALF_TAPS)
     out = np.empty(n_out)
     for start in range(0, n_out, _BLOCK):
         k = np.arange(start, min(n_out, start + _BLOCK))
@@ -73,6 +75,6 @@ def drift(samples: npt.NDArray[np.int16], ppm: float) -> npt.NDArray[np.int16]:
         phase = np.rint((position - base) * _PHASES).astype(np.int64)
         base += phase // _PHASES  # rounding up to a whole sample moves to the next one
         phase %= _PHASES
-        window = padded[(base + _HALF_TAPS)[:, None] + offsets[None, :]]
+        window = rows[base + 1]
         out[start : start + len(k)] = np.einsum("ij,ij->i", window, _TABLE[phase])
     return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
