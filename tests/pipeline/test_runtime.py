@@ -45,13 +45,13 @@ async def test_a_call_lands_in_the_sqlite_records(
     assert [c["outcome"] for c in record.tool_calls] == ["ok"]
 
 
-async def test_an_llm_spec_is_refused_and_nothing_is_left_running(
+async def test_an_llm_spec_without_a_chat_model_is_refused_and_nothing_is_left_running(
     acme_spec: AgentSpec, tmp_path: pathlib.Path
 ) -> None:
     llm = "brain: llm\nllm:\n  model: m\n  system_prompt: be nice\n"
     spec = parse_agent_spec(ACME.read_text().replace("brain: flow", llm))
     tts = FakeTTS()
-    with pytest.raises(AgentError, match="only the flow brain"):
+    with pytest.raises(AgentError, match="give it a chat model"):
         async with agent_runtime(
             spec, asr=ScriptedASR(), tts=tts, records_db=tmp_path / "r.sqlite3",
             spool_dir=tmp_path / "spool", demo_crm=True,

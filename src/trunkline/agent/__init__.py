@@ -1,4 +1,4 @@
-"""Agents: the spec (YAML -> validated model), grammars, and the flow engine brain.
+"""Agents: the spec (YAML -> validated model), grammars, the flow engine and LLM brains.
 
 Typical use by the runtime::
 
@@ -9,6 +9,8 @@ Typical use by the runtime::
         listen = brain.listen_spec()                        # grammar, endpointing, DTMF
         actions = await brain.on_input(Speech("order status"))
         session = brain.snapshot()                          # checkpoint after each turn
+
+A ``brain: llm`` spec runs on ``LlmBrain(spec, BrainContext(..., llm=OpenAILLM(...)))``.
 """
 
 from trunkline.agent.brain import (
@@ -30,6 +32,7 @@ from trunkline.agent.brain import (
 from trunkline.agent.errors import AgentError, AgentSpecError, AgentUsageError, SpecIssue
 from trunkline.agent.flow import FlowBrain
 from trunkline.agent.grammar import GrammarMatcher, Match, StateGrammar, state_grammars
+from trunkline.agent.llm_brain import LlmBrain
 from trunkline.agent.spec import AgentSpec, BrainKind, DtmfSpec, SlotType
 from trunkline.agent.spec_build import load_agent_spec, parse_agent_spec
 from trunkline.agent.tools import ToolCaller, ToolOutcome, ToolRequest, ToolResult, ToolRunner
@@ -52,6 +55,7 @@ __all__ = [
     "Hangup",
     "Interrupted",
     "ListenSpec",
+    "LlmBrain",
     "Match",
     "NoInput",
     "Say",

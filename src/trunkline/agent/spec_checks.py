@@ -16,7 +16,7 @@ from typing import Any, overload
 
 from trunkline.agent.errors import SpecIssue
 from trunkline.agent.lexicon import unknown_words, words
-from trunkline.agent.spec import AgentSpec, GotoStep, IfStep, Step, ToolStep
+from trunkline.agent.spec import AgentSpec, BrainKind, GotoStep, IfStep, Step, ToolStep
 from trunkline.agent.spec_loader import LoadedYaml, Path, format_path
 from trunkline.agent.template import Template, TemplatePath, TemplateSyntaxError, parse_path
 
@@ -223,6 +223,15 @@ def check_references(spec: AgentSpec, b: ShapeBuilder, *, check_words: bool) -> 
         if tool not in tools:
             b.err(path, f"no tool named {tool!r}{_did_you_mean(tool, tools)}")
     slots = b.declared_slots()
+    if spec.brain is BrainKind.LLM:
+        # An llm agent's model fills a tool's {{slots.x}}: they are the tool's parameters.
+        slots |= {
+            ref[1]
+            for path, t in b.templates
+            if path[0] == "tools"
+            for ref in t.paths()
+            if ref[0] == "slots" and len(ref) == 2
+        }
     refs = [(path, ref) for path, t in b.templates for ref in t.paths()]
     for path, ref in [*refs, *b.refs]:
         problem = _path_problem(spec, ref, slots, tools)

@@ -5,6 +5,9 @@
 - :mod:`.asr`, :mod:`.tts`, :mod:`.llm`: the interfaces.
 - :mod:`.fakes`: scripted providers for tests and benchmarks.
 - :mod:`.embedded_tts`: espeak-ng; :mod:`.embedded_asr`: pocketsphinx worker pool.
+- :mod:`.openai_llm`, :mod:`.openai_tts`: OpenAI-compatible chat and speech over HTTP;
+  :mod:`.deepgram_asr`: Deepgram's live recognition over a WebSocket;
+  :mod:`.testing`: local servers speaking those protocols.
 
 The embedded providers are imported from their modules (they pull in more).
 """
@@ -18,6 +21,7 @@ from trunkline.providers.asr import (
     Partial,
     WordTiming,
 )
+from trunkline.providers.deepgram_asr import DeepgramASR
 from trunkline.providers.errors import (
     APIConnectionError,
     APIStatusError,
@@ -26,6 +30,8 @@ from trunkline.providers.errors import (
     ProviderUsageError,
 )
 from trunkline.providers.llm import LLM, LLMCapabilities, LLMChunk, TextDelta, ToolCallChunk
+from trunkline.providers.openai_llm import OpenAILLM
+from trunkline.providers.openai_tts import OpenAITTS
 from trunkline.providers.retry import ProviderMetrics, RetryPolicy, retry_stream
 from trunkline.providers.tts import TTS, TTSCapabilities
 
@@ -39,9 +45,12 @@ __all__ = [
     "ASRCapabilities",
     "ASREvent",
     "ASRStream",
+    "DeepgramASR",
     "Final",
     "LLMCapabilities",
     "LLMChunk",
+    "OpenAILLM",
+    "OpenAITTS",
     "Partial",
     "ProviderError",
     "ProviderMetrics",

@@ -1,0 +1,452 @@
+"""LlmBrain: a chat model with tools behind the :class:`~trunkline.agent.brain.Brain` contract.
+
+Theory of operation
+-------------------
+A turn adds the caller's words to the chat history (:mod:`.llm_history`) and streams
+the model's answer (``LLM.chat``). Text is cut into sentences as it streams
+(:mod:`.llm_text`) and each complete sentence is yielded as a ``Say`` at once, so the
+TTS speaks the first sentence while the model writes the next.
+
+When the answer has tool calls (:mod:`.llm_tools`), they run after its text: a spec tool
+through the injected ``ToolCaller`` (the ``ToolRunner``: timeouts, retries, a failure
+becomes a result, never an exception), whose mapped result, or failure and fallback
+message, goes back to the model as the tool's answer; then the model is asked again
+(``MAX_TOOL_ROUNDS`` rounds at most). "One moment." is said before a tool if nothing was
+said yet this turn. ``end_call`` and ``transfer_call`` end the turn with ``Hangup`` or
+``Transfer``.
+
+Failures never end the call and never leave it silent:
+
+- the model is down or answers nothing usable before any text: ``LLM_DOWN_TEXT``;
+- the stream breaks off mid-reply: the complete sentences were already said, the broken
+  one is dropped, and ``CUT_OFF_TEXT`` follows at once (the stream's error arrives as
+  soon as the connection breaks; a stall is bounded by the LLM's idle timeout);
+- silence and empty transcripts follow the spec's ``no_input`` / ``no_match`` policies
+  (message, then the last question again; ``escalate`` after the reprompts; its
+  ``say``, ``transfer`` and ``hangup`` steps are honoured, others do not apply here).
+
+Keypad entries go to the model as "Keypad: 1234". The record masks them, and the
+argument values in recorded tool URLs: this brain cannot tell which are secrets. A
+barge-in cuts the history to what was heard. ``snapshot()`` is the history (JSON) and
+the counters; ``restore`` + ``resume`` continue a call in another process: the last
+question is asked again, and a tool that was running is not re-run (its fallback is
+said), as the flow brain does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from trunkline.agent.brain import (
+    Action,
+    Brain,
+    BrainContext,
+    BrainEvent,
+    Digits,
+    EventKind,
+    Hangup,
+    Interrupted,
+    ListenSpec,
+    NoInput,
+    Say,
+    Speech,
+    Transfer,
+    UserInput,
+)
+from trunkline.agent.errors import AgentUsageError
+from trunkline.agent.flow_scope import MASK, FlowScope
+from trunkline.agent.llm_history import ChatHistory, valid_message
+from trunkline.agent.llm_text import SentenceSplitter
+from trunkline.agent.llm_tools import (
+    END_CALL,
+    TRANSFER_CALL,
+    TRANSFER_VAR,
+    ToolArgumentError,
+    builtin_schemas,
+    parse_arguments,
+    result_message,
+    text_argument,
+    tool_parameters,
+    tool_schema,
+)
+from trunkline.agent.spec import (
+    AgentSpec,
+    BrainKind,
+    DtmfSpec,
+    HangupStep,
+    RepromptPolicy,
+    SayStep,
+    ToolSpec,
+    TransferStep,
+)
+from trunkline.agent.template import Template
+from trunkline.agent.tools import ToolOutcome, ToolResult
+from trunkline.providers.errors import ProviderError
+from trunkline.providers.llm import TextDelta, ToolCallChunk
+
+__all__ = ["CUT_OFF_TEXT", "LLM_DOWN_TEXT", "LlmBrain", "TOOL_FILLER_TEXT"]
+
+SNAPSHOT_VERSION = 1
+#: The brain's one "state", in events and snapshots (the flow brain names its states).
+STATE = "llm"
+#: Model answers per turn: a tool call, its answer, perhaps a second tool; a model that
+#: keeps calling tools past this is looping.
+MAX_TOOL_ROUNDS = 4
+#: Keypad entry for free conversation: up to 16 keys, ``#`` ends early, 3 s between keys.
+LLM_DTMF = DtmfSpec(max_digits=16, terminator="#", timeout_ms=3000)
+LLM_DOWN_TEXT = "Sorry, I'm having trouble right now. Could you say that again?"
+CUT_OFF_TEXT = "Sorry, I lost my train of thought. Could you say that again?"
+TOOL_FILLER_TEXT = "One moment."
+RESUME_TEXT = "Sorry about that, the line dropped for a moment."
+
+
+class LlmBrain:
+    """The LLM brain of one call. See the module docstring and :class:`Brain`.
+
+    Args:
+        spec: an agent with ``brain: llm``.
+        context: tools, variables, call fields, clock, log, and ``llm``: the chat model
+            (shared by calls; one ``chat`` per model answer).
+
+    Raises:
+        AgentUsageError: the spec is not an ``llm`` agent, or the context has no model.
+    """
+
+    def __init__(self, spec: AgentSpec, context: BrainContext) -> None:
+        if spec.brain is not BrainKind.LLM or spec.llm is None:
+            raise AgentUsageError(f"spec {spec.name!r} is for the {spec.brain} brain")
+        if context.llm is None:
+            raise AgentUsageError(f"agent {spec.name!r} needs a chat model (BrainContext.llm)")
+        llm = context.llm
+        self._spec = spec
+        self._llm = llm
+        self._ctx = context
+        self._scope = FlowScope(spec, self._ctx.variables, self._ctx.call)
+        self._tools: dict[str, ToolSpec] = {name: spec.tools[name] for name in spec.llm.tools}
+        self._transfer_to = self._scope.vars.get(TRANSFER_VAR, "").strip()
+        schemas = [tool_schema(spec, tool) for tool in self._tools.values()]
+        schemas += builtin_schemas(transfer=bool(self._transfer_to))
+        self._schemas = schemas if llm.capabilities.tool_calls else []
+        self.history = ChatHistory()
+        self.events: list[BrainEvent] = []
+        self.no_input = 0
+        self.no_match = 0
+        self.llm_errors = 0
+        self.pending_tool: str | None = None
+        self._started = False
+        self._ended = False
+        self._busy = False
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    # --- the Brain contract ---------------------------------------------------------------
+
+    def start(self) -> list[Action]:
+        """The greeting (if the spec has one)."""
+        if self._started:
+            raise AgentUsageError("start() was already called")
+        self._started = True
+        greeting = self._spec.greeting
+        return self._say_fixed(greeting) if greeting is not None else []
+
+    async def on_input(self, event: UserInput) -> list[Action]:
+        """One caller turn; every action at once. Never raises for caller or provider faults."""
+        return [action async for action in self.respond(event)]
+
+    async def respond(self, event: UserInput) -> AsyncIterator[Action]:
+        """One caller turn, streamed sentence by sentence. Consume it to the end."""
+        if not self._started:
+            raise AgentUsageError("start() must come before the first turn")
+        if self._busy:
+            raise AgentUsageError("a turn is already running")
+        if self._ended:
+            return
+        self._busy = True
+        try:
+            if isinstance(event, Interrupted):
+                self._record(EventKind.INTERRUPTED, played_text=event.played_text)
+                self.history.interrupted(event.played_text)
+                return
+            if isinstance(event, Speech) and not event.final:
+                return  # no grammar to complete: partial results are not turns here
+            self.history.new_turn()
+            if isinstance(event, NoInput):
+                self.no_input += 1
+                for action in self._counted(self._spec.no_input, EventKind.NO_INPUT, {}):
+                    yield action
+                return
+            if isinstance(event, Digits):
+                text = f"Keypad: {event.digits.removesuffix('#')}"
+                self._record(EventKind.DTMF, digits=MASK)
+            elif isinstance(event, Speech):
+                text = " ".join(event.text.split())
+                if not text:
+                    self.no_match += 1
+                    policy = self._spec.no_match
+                    for action in self._counted(policy, EventKind.NO_MATCH, {"text": ""}):
+                        yield action
+                    return
+                self._record(EventKind.CALLER, text=text, confidence=event.confidence, intent=None)
+            else:
+                raise AgentUsageError(f"not a UserInput: {event!r}")
+            self.no_input = self.no_match = 0
+            self.history.user(text)
+            async for action in self._answer():
+                yield action
+        finally:
+            self._busy = False
+
+    def listen_spec(self) -> ListenSpec:
+        """Free speech (the recognizer's general model), the agent's endpointing, keypad."""
+        return ListenSpec(
+            grammar=None,
+            grammar_id=None,
+            matcher=None,
+            endpoint_silence_ms=self._spec.silence_ms,
+            no_input_timeout_ms=self._spec.no_input.timeout_ms,
+            dtmf=LLM_DTMF,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state for the session store: the history and the counters."""
+        return {
+            "version": SNAPSHOT_VERSION, "brain": STATE, "spec": self._spec.name, "state": STATE,
+            "slots": {}, "history": self.history.consistent(), "no_input": self.no_input,
+            "no_match": self.no_match, "started": self._started, "ended": self._ended,
+            "pending_tool": self.pending_tool,
+        }  # fmt: skip
+
+    @classmethod
+    def restore(
+        cls, spec: AgentSpec, snapshot: Mapping[str, Any], context: BrainContext
+    ) -> LlmBrain:
+        """A brain that continues from ``snapshot``; call :meth:`resume` next.
+
+        Raises:
+            AgentUsageError: the snapshot is not an LLM brain's of this spec, or see
+                ``LlmBrain()``.
+        """
+        brain = cls(spec, context)
+        try:
+            if (snapshot.get("version"), snapshot.get("brain")) != (SNAPSHOT_VERSION, STATE):
+                raise ValueError("not an llm brain snapshot of this version")
+            if snapshot.get("spec") != spec.name:
+                raise ValueError(f"snapshot is of spec {snapshot.get('spec')!r}")
+            messages = copy.deepcopy(list(snapshot["history"]))
+            if not all(valid_message(m) for m in messages):
+                raise ValueError("history holds a message that is not one of ours")
+            json.dumps(messages)
+            brain.history = ChatHistory(messages)
+            brain.no_input = int(snapshot["no_input"])
+            brain.no_match = int(snapshot["no_match"])
+            brain._started = bool(snapshot["started"])
+            brain._ended = bool(snapshot["ended"])
+            pending = snapshot.get("pending_tool")
+            if pending is not None and pending not in brain._tools:
+                raise ValueError(f"unknown tool {pending!r}")
+            brain.pending_tool = pending
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AgentUsageError(f"snapshot does not fit spec {spec.name!r}: {exc}") from None
+        return brain
+
+    def resume(self) -> list[Action]:
+        """After ``restore``: a word about the drop, a running tool's fallback, the question."""
+        if self._ended:
+            return []
+        self._started = True
+        self.history.new_turn()
+        texts = [RESUME_TEXT]
+        if self.pending_tool is not None:
+            tool = self._tools[self.pending_tool]
+            self.pending_tool = None
+            texts.append(self._scope.render_spoken(tool.fallback))
+        question = self.history.last_question()
+        if question is not None:
+            texts.append(question)
+        return [self._say(text, fixed=True) for text in texts if text.strip()]
+
+    def drain_events(self) -> list[BrainEvent]:
+        """Events since the last drain, oldest first (for the call record)."""
+        events, self.events = self.events, []
+        return events
+
+    # --- a model answer, with tools ----------------------------------------------------------
+
+    async def _answer(self) -> AsyncIterator[Action]:
+        said_this_turn = False
+        for _ in range(MAX_TOOL_ROUNDS):
+            splitter = SentenceSplitter()
+            said: list[str] = []
+            calls: list[ToolCallChunk] = []
+            error: ProviderError | None = None
+            stream = self._llm.chat(self._messages(), tools=self._schemas or None)
+            try:
+                async for chunk in stream:
+                    if isinstance(chunk, TextDelta):
+                        for sentence in splitter.feed(chunk.text):
+                            said.append(sentence)
+                            yield self._say(sentence)
+                    else:
+                        calls.append(chunk)
+            except ProviderError as exc:
+                error = exc
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            if error is not None:
+                broken = splitter.drop()
+                self.history.assistant(said)
+                self.llm_errors += 1
+                self._ctx.log.warning("chat model failed (dropped %r): %s", broken, error)
+                yield self._say(CUT_OFF_TEXT if said else LLM_DOWN_TEXT, fixed=True)
+                return
+            for sentence in splitter.flush():
+                said.append(sentence)
+                yield self._say(sentence)
+            said_this_turn = said_this_turn or bool(said)
+            self.history.assistant(said, [_call_message(c) for c in calls])
+            if not calls:
+                if not said_this_turn:  # an empty answer would leave the caller in silence
+                    yield self._say(LLM_DOWN_TEXT, fixed=True)
+                return
+            if not said_this_turn and any(c.name in self._tools for c in calls):
+                said_this_turn = True
+                self.history.filler(TOOL_FILLER_TEXT)
+                yield self._say(TOOL_FILLER_TEXT, fixed=True, in_history=False)
+            final: Transfer | Hangup | None = None
+            for call in calls:
+                content, ending = await self._run_call(call)
+                self.history.tool(call.id, content)
+                final = final or ending
+            if final is not None:
+                yield self._end(final)
+                return
+        self._ctx.log.warning("chat model still calling tools after %d rounds", MAX_TOOL_ROUNDS)
+        yield self._say(LLM_DOWN_TEXT, fixed=True)
+
+    def _messages(self) -> list[dict[str, Any]]:
+        """The request's messages: the spec's prompt (with today's date), then the history."""
+        assert self._spec.llm is not None
+        today = self._ctx.today()
+        date = f"Today is {today:%A}, {today:%B} {today.day}, {today.year}."
+        system = {"role": "system", "content": f"{self._spec.llm.system_prompt}\n\n{date}"}
+        return [system, *self.history.messages]
+
+    async def _run_call(self, call: ToolCallChunk) -> tuple[str, Transfer | Hangup | None]:
+        """Run one tool call: (the tool message's content, the call's end if it ends it)."""
+        if call.name == END_CALL:
+            reason = text_argument(call.arguments_json, "reason") or "caller is done"
+            return '{"ok": true}', Hangup(reason)
+        if call.name == TRANSFER_CALL and self._transfer_to:
+            summary = text_argument(call.arguments_json, "summary")
+            return '{"ok": true}', Transfer(self._transfer_to, summary)
+        tool = self._tools.get(call.name)
+        if tool is None:
+            return json.dumps({"ok": False, "error": f"there is no tool {call.name!r}"}), None
+        try:
+            values = parse_arguments(call.arguments_json, tool_parameters(tool))
+        except ToolArgumentError as exc:
+            self._record(EventKind.TOOL, tool=tool.name, method=tool.method, url="",
+                         outcome="invalid_arguments", status=None, attempts=0, ms=0.0,
+                         error=str(exc))  # fmt: skip
+            return json.dumps({"ok": False, "error": str(exc)}), None
+        scope = FlowScope(self._spec, self._scope.vars, self._ctx.call)
+        scope.slots = dict(values)
+        request = scope.request(tool)
+        self.pending_tool = tool.name
+        try:
+            result = await self._call_tool(tool, request)
+        finally:
+            self.pending_tool = None
+        self._record(
+            EventKind.TOOL, tool=tool.name, method=tool.method, url=_masked(request.url, values),
+            outcome=result.outcome.value, status=result.status, attempts=result.attempts,
+            ms=round(result.duration_ms, 1), error=result.error,
+        )  # fmt: skip
+        return result_message(result, scope.render_spoken(tool.fallback)), None
+
+    async def _call_tool(self, tool: ToolSpec, request: Any) -> ToolResult:
+        runner = self._ctx.tools
+        if runner is None:
+            return ToolResult(tool.name, ToolOutcome.ERROR, {}, None, 0, 0.0, "no tool runner")
+        try:
+            return await runner.call(tool, request)
+        except Exception as exc:  # a ToolCaller must not raise; if one does, the call goes on
+            self._ctx.log.exception("tool runner raised for %s", tool.name)
+            return ToolResult(tool.name, ToolOutcome.ERROR, {}, None, 1, 0.0, repr(exc))
+
+    # --- no input, no match ------------------------------------------------------------------
+
+    def _counted(
+        self, policy: RepromptPolicy, kind: EventKind, data: dict[str, Any]
+    ) -> list[Action]:
+        count = self.no_input if kind is EventKind.NO_INPUT else self.no_match
+        self._record(kind, count=count, **data)
+        if count <= policy.reprompts:
+            question = self.history.last_question()
+            actions = self._say_fixed(policy.message)
+            return actions + ([self._say(question, fixed=True)] if question else [])
+        actions = []
+        for step in policy.escalate:
+            if isinstance(step, SayStep):
+                actions += self._say_fixed(step.text)
+            elif isinstance(step, TransferStep):
+                target, summary = self._scope.render(step.target), self._scope.render(step.summary)
+                return [*actions, self._end(Transfer(target, summary))]
+            elif isinstance(step, HangupStep):
+                return [*actions, self._end(Hangup(step.reason))]
+            else:
+                self._ctx.log.warning("escalation step %r does not apply to the llm brain", step)
+        return actions
+
+    # --- output and events -------------------------------------------------------------------
+
+    def _say_fixed(self, template: Template) -> list[Action]:
+        text = self._scope.render_spoken(template).strip()
+        return [self._say(text, fixed=template.is_static)] if text else []
+
+    def _say(self, text: str, *, fixed: bool = False, in_history: bool = True) -> Say:
+        """A Say, recorded; ``fixed`` texts are ours (cacheable) and join the history here."""
+        if fixed and in_history:
+            self.history.assistant([text])
+        self._record(EventKind.AGENT, text=text)
+        return Say(text, interruptible=True, cacheable=fixed)
+
+    def _end(self, final: Transfer | Hangup) -> Transfer | Hangup:
+        self._ended = True
+        if isinstance(final, Transfer):
+            self._record(EventKind.OUTCOME, outcome="transfer", target=final.target)
+        else:
+            self._record(EventKind.OUTCOME, outcome="hangup", reason=final.reason)
+        return final
+
+    def _record(self, kind: EventKind, **data: Any) -> None:
+        self.events.append(BrainEvent(kind, self._ctx.clock(), STATE, data))
+
+
+def _masked(url: str, values: Mapping[str, str]) -> str:
+    """``url`` with the model's argument values masked: they come from the caller, and
+    this brain cannot tell an order number from a PIN, so the record keeps neither."""
+    for value in values.values():
+        url = url.replace(quote(value, safe=""), MASK)
+    return url
+
+
+def _call_message(call: ToolCallChunk) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments_json},
+    }
+
+
+def _conforms(brain: LlmBrain) -> Brain:
+    """Never called: makes mypy check LlmBrain against the Brain protocol."""
+    return brain
