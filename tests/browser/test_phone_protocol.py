@@ -186,11 +186,18 @@ async def test_hanging_up_sends_stop_and_calling_again_opens_a_new_stream(page: 
         )
         await click(page, "#call")
         await until(lambda: len(app.of(wire.Start)) == 2, "the second call")
+        second = app.of(wire.Start)[1]
+        await until(
+            lambda: [m for m in app.of(wire.Media) if m.stream_sid == second.stream_sid],
+            "the second call's audio",
+        )
         await click(page, "#hangup")
         await until(lambda: len(app.close_codes) == 2, "the second call to end")
         state = await page.evaluate("phoneState")
-    second = app.of(wire.Start)[1]
     assert second.call_sid != first.call_sid and state["callSid"] == second.call_sid
+    # The page's state is the second call's alone.
+    sent = [m for m in app.of(wire.Media) if m.stream_sid == second.stream_sid]
+    assert state["framesSent"] == len(sent) and sent[0].chunk == 1
     assert isinstance(app.events[-1], wire.Stop) and app.close_codes == [1000, 1000]
     assert state["endReason"] == "you hung up" and state["errors"] == []
 

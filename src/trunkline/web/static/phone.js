@@ -27,9 +27,10 @@ import { levelDbfs, ulawDecode, ulawEncode } from './dsp.js';
 const FRAME = 160; // samples in 20 ms at 8 kHz
 // A received frame counts as audible above this RMS level; line silence reads far lower.
 const AUDIBLE_DBFS = -40;
-// About a second of media: beyond this the socket is not draining, and sending more
-// would pile late audio in the browser rather than let the call catch up.
-const MAX_BUFFERED_BYTES = 64 * 1024;
+// About a second of media (a 20 ms message is some 370 bytes): beyond this the socket
+// is not draining, and sending more would pile up late audio rather than let the call
+// catch up, so frames are dropped (and counted) until it drains.
+const MAX_BUFFERED_BYTES = 16 * 1024;
 const MAX_LOG_LINES = 200; // the event log is for reading, not an archive
 const TRANSCRIPT_POLL_MS = 1000; // live transcript: a line a second is as fast as people read
 const RECORD_TRIES = 6; // the record is written after the call, so ask a few times
@@ -42,7 +43,8 @@ const MIC_ERRORS = {
 };
 const OPTIONS = new URLSearchParams(location.search);
 
-const state = {
+// The current (or last) call, as window.phoneState; every call starts from these.
+const fresh = () => ({
   status: 'idle',
   connected: false,
   ended: false,
@@ -52,14 +54,15 @@ const state = {
   framesSent: 0,
   framesDropped: 0, // not sent because the socket was not draining
   framesReceived: 0,
-  framesAudible: 0,
+  framesAudible: 0, // received frames above AUDIBLE_DBFS
   marks: 0, // marks echoed back
   cleared: 0, // `clear` messages honoured
   dtmfSent: '',
   transfers: [],
-  badMessages: 0,
+  badMessages: 0, // messages from the runtime that were ignored
   errors: [],
-};
+});
+const state = fresh();
 window.phoneState = state;
 
 const $ = (selector) => document.querySelector(selector);
@@ -128,7 +131,8 @@ class Call {
     this.streamSid = sid('MZ');
     this.accountSid = sid('AC');
     this.seq = 0;
-    this.chunk = 0;
+    this.chunk = 0; // media messages sent
+    this.produced = 0; // frames the microphone gave since the call connected
     this.posted = 0; // inbound samples handed to the playback worklet
     this.consumed = 0; // of those, the ones the worklet has played or dropped
     this.overflow = 0;
@@ -225,6 +229,8 @@ class Call {
   sendFrame(samples) {
     const ws = this.ws;
     if (this.over || ws?.readyState !== WebSocket.OPEN) return;
+    const ms = this.produced * 20; // the media clock: a dropped frame leaves a gap
+    this.produced += 1;
     if (ws.bufferedAmount > MAX_BUFFERED_BYTES) {
       state.framesDropped += 1;
       return;
@@ -236,7 +242,7 @@ class Call {
       media: {
         track: 'inbound',
         chunk: String(this.chunk),
-        timestamp: String((this.chunk - 1) * 20),
+        timestamp: String(ms),
         payload: toBase64(ulawEncode(samples)),
       },
       streamSid: this.streamSid,
@@ -398,7 +404,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 async function startCall() {
   if (call) return;
   call = new Call();
-  Object.assign(state, { connected: false, ended: false, endReason: '' });
+  Object.assign(state, fresh());
   ui.call.disabled = true;
   ui.hangup.disabled = false;
   ui.transcript.textContent = '';
@@ -438,7 +444,8 @@ async function fetchTranscript(callSid) {
 function showTranscript(turns) {
   const lines = [];
   for (const turn of turns) {
-    const text = turn.interrupted ? `${turn.played_text || ''}... (interrupted)` : turn.text;
+    const cut = turn.played_text ? `${turn.played_text}... (interrupted)` : '(interrupted)';
+    const text = turn.interrupted ? cut : turn.text;
     if (!text) continue;
     const line = document.createElement('p');
     line.className = turn.role === 'caller' ? 'caller' : 'agent';
