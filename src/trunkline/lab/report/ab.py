@@ -32,8 +32,6 @@ from .stats import (
     RankTest,
     bootstrap_diff_ci,
     mann_whitney_u,
-    median_rows,
-    p95_rows,
     percentile,
     sample_size_two_proportions,
     two_proportion_z_test,
@@ -132,8 +130,8 @@ def latency(
         p95_a=percentile(xs, 95),
         p95_b=percentile(ys, 95),
         mann_whitney=rank,
-        median_diff=bootstrap_diff_ci(xs, ys, median_rows, seed=seed, resamples=resamples),
-        p95_diff=bootstrap_diff_ci(xs, ys, p95_rows, seed=seed + 1, resamples=resamples),
+        median_diff=bootstrap_diff_ci(xs, ys, 50, seed=seed, resamples=resamples),
+        p95_diff=bootstrap_diff_ci(xs, ys, 95, seed=seed + 1, resamples=resamples),
         significant=rank.p_value is not None and rank.p_value < alpha,
     )
 

@@ -32,8 +32,17 @@ def finite_json(value: Any) -> Any:
 
 
 def dump_json(document: dict[str, Any]) -> str:
-    """Strict, readable JSON (see the module docstring)."""
-    return json.dumps(finite_json(document), indent=1, allow_nan=False, ensure_ascii=False)
+    """Strict, compact JSON (see the module docstring).
+
+    Compact because a run of 20,000 calls is some 45 MB either way (``jq .`` indents it),
+    and indenting tripled the time to write it. The walk that replaces non-finite
+    numbers runs only when the fast path finds one.
+    """
+    options: dict[str, Any] = {"allow_nan": False, "ensure_ascii": False, "separators": (",", ":")}
+    try:
+        return json.dumps(document, **options)
+    except ValueError:  # a NaN or an infinity somewhere
+        return json.dumps(finite_json(document), **options)
 
 
 def report_document(run: RunResult, summary: RunSummary, verdict: Verdict) -> dict[str, Any]:

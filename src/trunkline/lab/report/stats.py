@@ -12,7 +12,8 @@ them by hand (no SciPy here):
 - ``two_proportion_z_test``: pooled two-proportion z-test, two-sided p = erfc(|z|/sqrt 2).
 - ``mann_whitney_u``: U with mid-ranks for ties, normal approximation with tie
   correction and a 0.5 continuity correction (SciPy's default ``use_continuity``).
-- ``bootstrap_diff_ci``: percentile bootstrap of a statistic's difference, seeded.
+- ``bootstrap_diff_ci``: percentile bootstrap of the difference of two percentiles
+  (medians, p95s), seeded, drawn exactly from order statistics (no resample is built).
 - ``sample_size_two_proportions``: calls per arm to tell two success rates apart (Fleiss,
   Levin & Paik, *Statistical Methods for Rates and Proportions*, 3rd ed., eq. 4.14,
   without continuity correction).
@@ -21,7 +22,7 @@ them by hand (no SciPy here):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -31,9 +32,6 @@ import numpy.typing as npt
 #: Resamples per bootstrap: 2,000 puts the 2.5% and 97.5% quantiles on 50 resamples each,
 #: enough for a CI whose own noise is small next to its width.
 BOOTSTRAP_RESAMPLES = 2000
-#: A bootstrap draws at most this many samples per chunk (16 MB of float64), so a run of
-#: 100,000 turns does not need 1.6 GB at once.
-BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000
 
 _NORMAL = NormalDist()
 
@@ -162,29 +160,11 @@ def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> RankTest:
     return RankTest(n_a, n_b, u_a, u_b, z, two_sided_p(z))
 
 
-Statistic = Callable[["npt.NDArray[np.float64]"], "npt.NDArray[np.float64]"]
-
-
-def percentile_rows(rows: npt.NDArray[np.float64], p: float) -> npt.NDArray[np.float64]:
-    """The nearest-rank ``p``-th percentile of each row, as ``percentile`` computes it."""
-    rank = max(1, math.ceil(p / 100 * rows.shape[1]))
-    return np.asarray(np.partition(rows, rank - 1, axis=1)[:, rank - 1], dtype=np.float64)
-
-
-def median_rows(rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The nearest-rank p50 of each row: the median the reports print."""
-    return percentile_rows(rows, 50)
-
-
-def p95_rows(rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The nearest-rank p95 of each row."""
-    return percentile_rows(rows, 95)
-
-
 @dataclass(frozen=True, slots=True)
 class BootstrapCI:
-    """``stat(B) - stat(A)`` on the samples, and a percentile bootstrap CI around it."""
+    """``percentile(B, p) - percentile(A, p)`` on the samples, and a bootstrap CI around it."""
 
+    p: float
     diff: float
     low: float
     high: float
@@ -193,19 +173,45 @@ class BootstrapCI:
     seed: int
 
 
+def bootstrap_percentiles(
+    data: npt.NDArray[np.float64], p: float, resamples: int, rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
+    """The nearest-rank ``p``-th percentile of ``resamples`` bootstrap resamples of ``data``.
+
+    Drawn exactly, without building the resamples: a resample of n values draws n
+    positions of the sorted data uniformly, its r-th smallest value sits at the r-th
+    smallest position drawn, and that position is floor(n U) where U, the r-th smallest of
+    n uniforms, follows Beta(r, n - r + 1). One sort and ``resamples`` Beta draws replace
+    n * resamples draws and partitions (20 s for 78,000 turns became milliseconds).
+    """
+    ordered = np.sort(data)
+    n = ordered.size
+    rank = max(1, math.ceil(p / 100 * n))
+    u = rng.beta(rank, n - rank + 1, size=resamples)
+    positions = np.minimum((u * n).astype(np.int64), n - 1)
+    return np.asarray(ordered[positions], dtype=np.float64)
+
+
 def bootstrap_diff_ci(
     a: Sequence[float],
     b: Sequence[float],
-    stat: Statistic,
+    p: float,
     *,
     seed: int,
     resamples: int = BOOTSTRAP_RESAMPLES,
     confidence: float = 0.95,
 ) -> BootstrapCI | None:
-    """Resample A and B with replacement, ``resamples`` times; None if a sample is empty.
+    """A percentile bootstrap CI of the difference of ``p``-th percentiles, B minus A.
 
-    The same seed gives the same interval, so a report is reproducible.
+    A and B are resampled independently, ``resamples`` times each (see
+    ``bootstrap_percentiles``). None if a sample is empty. The same seed gives the same
+    interval, so a report is reproducible.
+
+    Raises:
+        ValueError: ``p``, ``confidence`` or ``resamples`` out of range.
     """
+    if not 0 < p <= 100:
+        raise ValueError(f"percentile {p} is outside (0, 100]")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence {confidence} is outside (0, 1)")
     if resamples < 1:
@@ -215,17 +221,13 @@ def bootstrap_diff_ci(
     if xs.size == 0 or ys.size == 0:
         return None
     rng = np.random.default_rng(seed)
-    diffs = np.empty(resamples, dtype=np.float64)
-    step = max(1, BOOTSTRAP_CHUNK_ELEMENTS // max(xs.size, ys.size))
-    for start in range(0, resamples, step):
-        count = min(step, resamples - start)
-        rows_a = xs[rng.integers(0, xs.size, size=(count, xs.size))]
-        rows_b = ys[rng.integers(0, ys.size, size=(count, ys.size))]
-        diffs[start : start + count] = stat(rows_b) - stat(rows_a)
+    diffs = bootstrap_percentiles(ys, p, resamples, rng) - bootstrap_percentiles(
+        xs, p, resamples, rng
+    )
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
-    observed = float(stat(ys[np.newaxis, :])[0] - stat(xs[np.newaxis, :])[0])
-    return BootstrapCI(observed, float(low), float(high), confidence, resamples, seed)
+    observed = (percentile(list(ys), p) or 0.0) - (percentile(list(xs), p) or 0.0)
+    return BootstrapCI(p, observed, float(low), float(high), confidence, resamples, seed)
 
 
 def sample_size_two_proportions(
