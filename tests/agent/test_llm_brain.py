@@ -390,6 +390,9 @@ async def test_snapshot_restore_and_resume(
         "What is your order number?",
     ]
     assert restored.pending_tool is None
+    said = [m["content"] for m in restored.history.messages[-3:]]
+    assert said == [RESUME_TEXT, "Sorry, I can't reach our order system right now.",
+                    "What is your order number?"]  # fmt: skip
 
     for bad in (
         {**snap, "version": 9}, {**snap, "spec": "other"}, {**snap, "history": [{"role": "x"}]},

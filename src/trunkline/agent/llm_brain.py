@@ -269,7 +269,11 @@ class LlmBrain:
         question = self.history.last_question()
         if question is not None:
             texts.append(question)
-        return [self._say(text, fixed=True) for text in texts if text.strip()]
+        return [
+            self._say(text, ours=True, cacheable=text == RESUME_TEXT)
+            for text in texts
+            if text.strip()
+        ]
 
     def drain_events(self) -> list[BrainEvent]:
         """Events since the last drain, oldest first (for the call record)."""
@@ -305,7 +309,7 @@ class LlmBrain:
                 self.history.assistant(said)
                 self.llm_errors += 1
                 self._ctx.log.warning("chat model failed (dropped %r): %s", broken, error)
-                yield self._say(CUT_OFF_TEXT if said else LLM_DOWN_TEXT, fixed=True)
+                yield self._say(CUT_OFF_TEXT if said else LLM_DOWN_TEXT, ours=True)
                 return
             for sentence in splitter.flush():
                 said.append(sentence)
@@ -314,12 +318,12 @@ class LlmBrain:
             self.history.assistant(said, [_call_message(c) for c in calls])
             if not calls:
                 if not said_this_turn:  # an empty answer would leave the caller in silence
-                    yield self._say(LLM_DOWN_TEXT, fixed=True)
+                    yield self._say(LLM_DOWN_TEXT, ours=True)
                 return
             if not said_this_turn and any(c.name in self._tools for c in calls):
                 said_this_turn = True
                 self.history.filler(TOOL_FILLER_TEXT)
-                yield self._say(TOOL_FILLER_TEXT, fixed=True, in_history=False)
+                yield self._say(TOOL_FILLER_TEXT, cacheable=True)
             final: Transfer | Hangup | None = None
             for call in calls:
                 content, ending = await self._run_call(call)
@@ -329,7 +333,7 @@ class LlmBrain:
                 yield self._end(final)
                 return
         self._ctx.log.warning("chat model still calling tools after %d rounds", MAX_TOOL_ROUNDS)
-        yield self._say(LLM_DOWN_TEXT, fixed=True)
+        yield self._say(LLM_DOWN_TEXT, ours=True)
 
     def _messages(self) -> list[dict[str, Any]]:
         """The request's messages: the spec's prompt (with today's date), then the history."""
@@ -392,7 +396,7 @@ class LlmBrain:
         if count <= policy.reprompts:
             question = self.history.last_question()
             actions = self._say_fixed(policy.message)
-            return actions + ([self._say(question, fixed=True)] if question else [])
+            return actions + ([self._say(question, ours=True, cacheable=False)] if question else [])
         actions = []
         for step in policy.escalate:
             if isinstance(step, SayStep):
@@ -410,14 +414,16 @@ class LlmBrain:
 
     def _say_fixed(self, template: Template) -> list[Action]:
         text = self._scope.render_spoken(template).strip()
-        return [self._say(text, fixed=template.is_static)] if text else []
+        return [self._say(text, ours=True, cacheable=template.is_static)] if text else []
 
-    def _say(self, text: str, *, fixed: bool = False, in_history: bool = True) -> Say:
-        """A Say, recorded; ``fixed`` texts are ours (cacheable) and join the history here."""
-        if fixed and in_history:
+    def _say(self, text: str, *, ours: bool = False, cacheable: bool | None = None) -> Say:
+        """A Say, recorded. ``ours``: not the model's words, so it joins the history here
+        (the model's join it per answer); ``cacheable`` (default: ``ours``): a fixed text
+        whose audio the prompt cache may keep."""
+        if ours:
             self.history.assistant([text])
         self._record(EventKind.AGENT, text=text)
-        return Say(text, interruptible=True, cacheable=fixed)
+        return Say(text, interruptible=True, cacheable=ours if cacheable is None else cacheable)
 
     def _end(self, final: Transfer | Hangup) -> Transfer | Hangup:
         self._ended = True
