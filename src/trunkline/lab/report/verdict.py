@@ -236,11 +236,8 @@ def decide(
 ) -> tuple[VerdictStatus, str]:
     """The verdict and the sentence saying why."""
     if lab.overloaded:
-        note = lab.note or "the lab was overloaded"
-        return (
-            "inconclusive",
-            f"inconclusive: the lab was overloaded, its timings are not trusted ({note})",
-        )
+        reason = "the lab was overloaded, its timings are not trusted"
+        return "inconclusive", reason + (f" ({lab.note})" if lab.note else "")
     if all(c.value is None for c in checks):
         return "inconclusive", f"nothing was measured ({summary.calls} calls)"
     failed = [c for c in checks if c.status == "fail"]
