@@ -47,7 +47,7 @@ HEADLESS_ARGS = (
     "--disable-component-update",
     "--disable-sync",
     "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt
-    "--use-fake-device-for-media-stream",
+    "--use-fake-device-for-media-stream",  # a beep, or --use-file-for-fake-audio-capture
     "--autoplay-policy=no-user-gesture-required",
 )
 
@@ -206,7 +206,7 @@ class Page:
 class Cdp:
     """One DevTools connection to the browser: commands by id, events routed to pages."""
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._session = session
         self._ws = ws
         self._ids = itertools.count(1)
@@ -242,7 +242,7 @@ class Cdp:
         message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
         if session_id is not None:
             message["sessionId"] = session_id
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[ident] = waiter
         try:
             await self._ws.send_str(json.dumps(message))

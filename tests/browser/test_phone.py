@@ -18,12 +18,12 @@ import pathlib
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from tests.net.helpers import HOST, SERVER_RTP, eventually
-from trunkline.agent import AgentSpec
+from trunkline.agent import AgentSpec, FlowBrain
 from trunkline.apps.agent import AgentApp, agents_runtime
 from trunkline.media.tones import silence
 from trunkline.media.wav import decode_wav, write_wav
@@ -87,7 +87,7 @@ async def test_call_the_acme_agent_from_the_browser(
         await page.navigate(f"http://{host}:{port}/phone?autostart=1&processing=off")
         call_id = await page.wait_for("phoneState.connected && phoneState.callSid", "a call")
         await eventually(lambda: call_id in app.live, "the agent to answer", WAIT_S)
-        brain = app.live[call_id].brain
+        brain = cast(FlowBrain, app.live[call_id].brain)  # Acme is a flow agent
         await eventually(lambda: brain.state == "order_status", "'order status'", WAIT_S)
         heard = await page.evaluate("phoneState.framesAudible")
         for digit in "12345":

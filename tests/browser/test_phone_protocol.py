@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import pytest
 from aiohttp import WSMsgType, web
 
 from tests.net.helpers import eventually, running_server
@@ -24,7 +25,7 @@ from trunkline.wsmedia import events as wire
 from trunkline.wsmedia.codec import decode, encode
 from trunkline.wsmedia.errors import WsMediaProtocolError
 
-from .cdp import HEADLESS_ARGS, Page, open_page
+from .cdp import HEADLESS_ARGS, Chromium, Page, open_page
 from .conftest import Launch
 from .test_phone_routes import serving
 
@@ -180,9 +181,10 @@ async def test_hanging_up_sends_stop_and_calling_again_opens_a_new_stream(page: 
         await until(lambda: app.of(wire.Media), "the first call's audio")
         await click(page, "#hangup")
         await until(lambda: app.close_codes, "the first call to end")
-        first = app.of(wire.Start)[0]
-        assert app.events[-1] == wire.Stop(
-            first.stream_sid, first.account_sid, first.call_sid, app.events[-1].sequence_number
+        first, stop = app.of(wire.Start)[0], app.events[-1]
+        assert isinstance(stop, wire.Stop) and stop.sequence_number is not None
+        assert stop == wire.Stop(
+            first.stream_sid, first.account_sid, first.call_sid, stop.sequence_number
         )
         await click(page, "#call")
         await until(lambda: len(app.of(wire.Start)) == 2, "the second call")
@@ -225,10 +227,15 @@ async def test_an_unreachable_media_endpoint_is_reported(page: Page) -> None:
     assert state["errors"] == ["could not reach the runtime (1006)"]
 
 
-async def test_a_denied_microphone_is_reported(launch_chromium: Launch) -> None:
+@pytest.fixture
+def denying_browser(launch_chromium: Launch) -> Chromium:
+    """A Chromium that answers every permission prompt with no."""
     no_prompt = [arg for arg in HEADLESS_ARGS if arg != "--use-fake-ui-for-media-stream"]
-    browser = launch_chromium("--deny-permission-prompts", base_args=no_prompt)
-    async with scripted_runtime() as (app, base), open_page(browser) as page:
+    return launch_chromium("--deny-permission-prompts", base_args=no_prompt)
+
+
+async def test_a_denied_microphone_is_reported(denying_browser: Chromium) -> None:
+    async with scripted_runtime() as (app, base), open_page(denying_browser) as page:
         state = await ended_with(page, f"{base}/phone?autostart=1")
     assert state["errors"] == ["cannot start the call: the microphone permission was denied"]
     assert state["endReason"] == "could not start: the microphone permission was denied"
