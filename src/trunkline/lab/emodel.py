@@ -27,8 +27,8 @@ score stands for a person on a phone, and phones and gateways conceal lost packe
 trunkline's own legs play 20 ms of silence for a lost packet (no PLC), so a score for
 what a trunkline leg hears takes ``G711_NO_PLC``.
 
-MOS from R is G.107 Annex B: ``1 + 0.035 R + 7e-6 R (R - 60)(100 - R)``, 1 below R = 0
-and 4.5 above R = 100.
+MOS from R is G.107 Annex B: ``1 + 0.035 R + 7e-6 R (R - 60)(100 - R)``, clamped to
+1..4.5 (1 below R = 6.5, where the cubic dips under 1; 4.5 from R = 100).
 """
 
 from __future__ import annotations
@@ -188,7 +188,9 @@ def mos_from_r(r: float) -> float:
         return 1.0
     if r >= 100.0:
         return 4.5
-    return 1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
+    # The cubic dips just below 1 for 0 < R < 6.5 (its minimum, 0.995, is at R = 3.2):
+    # clamped, so that MOS never falls as R rises.
+    return max(1.0, 1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6)
 
 
 def estimate(
