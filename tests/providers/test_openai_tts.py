@@ -138,7 +138,7 @@ async def test_a_json_body_with_200_is_not_audio(server: OpenAIServer) -> None:
 # -- the decoder, sans-IO ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rate", [24_000, 22_050, 16_000, 48_000, 11_025, 8_000])
+@pytest.mark.parametrize("rate", [24_000, 22_050, 16_000, 48_000, 11_025, 8_000, 6_000])
 def test_stream_resampler_equals_resampling_the_whole(rate: int) -> None:
     pcm = tone(rate, 300)[:-2]
     whole = resample(pcm, rate, 8_000)

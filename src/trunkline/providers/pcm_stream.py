@@ -14,36 +14,35 @@ s16le mono PCM as soon as it can:
 Theory of operation (the resampler)
 -----------------------------------
 ``resample`` is a linear-phase filter centred on each output sample: output ``k`` sits
-at input time ``k * A / B`` and reads ``HALF`` input samples either side, zeros beyond
-the ends. Resampling every chunk on its own would put those zeros at every chunk
-boundary (a click every chunk). Instead the stream keeps the input it has not finished
-with and, when more arrives, runs ``resample`` over a window that starts on a multiple
-of the rates' period (``A / gcd(A, B)`` inputs = ``B / gcd`` outputs, so window outputs
-line up with stream outputs) at least ``CONTEXT_S`` before the next output's support.
-Only outputs whose whole support has arrived are taken; ``finish`` takes the rest, with
-the stream's true end padded with zeros as ``resample`` does.
+at input time ``k * A / B`` and reads ``half`` input samples either side (about 10 ms
+at 8 kHz out), zeros beyond the ends. Resampling every chunk on its own would put those
+zeros at every chunk boundary (a click every chunk). Instead the stream keeps the input
+it has not finished with and, when more arrives, runs ``resample`` over a window that
+starts on a multiple of the rates' period (``A / gcd(A, B)`` inputs = ``B / gcd``
+outputs, so window outputs line up with stream outputs) ``half`` before the next
+output's support, and takes only the outputs whose whole support has arrived; so each
+input sample is filtered about once, plus ``2 * half`` per chunk. ``finish`` takes the
+rest, with the stream's true end padded with zeros as ``resample`` does.
 """
 
 from __future__ import annotations
 
 import struct
-from math import ceil, gcd
+from math import ceil, gcd, pi
 
 import numpy as np
 import numpy.typing as npt
 
 from trunkline.media.audio import SAMPLE_RATE
 from trunkline.media.errors import MediaUsageError, WavError
-from trunkline.media.resample import resample_float
+from trunkline.media.resample import PASSBAND_FRACTION, STOPBAND_DB, resample_float
 from trunkline.media.wav import FORMAT_PCM, Wav
 
 __all__ = ["PcmStreamDecoder", "StreamResampler", "WavHeader"]
 
-#: Input kept either side of an output, in seconds. The filter of ``media.resample``
-#: reads about 10.5 ms either side when the output is 8 kHz (its half length is
-#: ~84 / output-rate seconds), and ~67 input samples when upsampling; 40 ms covers every
-#: input rate from 2 kHz up with room to spare.
-CONTEXT_S = 0.040
+#: Input samples kept beyond the filter's half length: the filter's taps sit at
+#: floor(position) - half + 1 .. floor(position) + half, so one more covers rounding.
+_HALF_MARGIN = 2
 #: Longest WAV header accepted (fmt plus LIST/INFO tags and the like); past this the
 #: answer is not a WAV we would want.
 MAX_WAV_HEADER = 64 * 1024
@@ -62,19 +61,17 @@ class StreamResampler:
     """
 
     def __init__(self, from_rate: int, to_rate: int = SAMPLE_RATE) -> None:
+        resample_float(np.zeros(1), from_rate, to_rate)  # validates the rates
         self.from_rate = from_rate
         self.to_rate = to_rate
-        g = gcd(from_rate, to_rate) if from_rate > 0 and to_rate > 0 else 1
+        g = gcd(from_rate, to_rate)
         self._p_in = from_rate // g
         self._p_out = to_rate // g
-        # Context in input samples, rounded up to whole periods.
-        periods = ceil(CONTEXT_S * from_rate / max(1, self._p_in))
-        self._context = max(1, periods) * self._p_in
+        self._half = filter_half(from_rate, to_rate) + _HALF_MARGIN
         self._buf: Floats = np.zeros(0)
-        self._start = 0  # stream index of _buf[0]; a multiple of _p_in
+        self._start = 0  # stream index of _buf[0]
         self._received = 0  # input samples so far
         self._emitted = 0  # output samples so far
-        resample_float(np.zeros(1), from_rate, to_rate)  # validates the rates now
 
     def feed(self, pcm: bytes) -> bytes:
         """Add whole samples; return the outputs now final.
@@ -90,32 +87,48 @@ class StreamResampler:
             x = np.frombuffer(pcm, "<i2").astype(np.float64)
             self._buf = np.concatenate((self._buf, x))
             self._received += len(x)
-        # Output k reads inputs up to about k * A / B + half; wait for context past it.
-        ready = (self._received - self._context) * self.to_rate // self.from_rate
+        # Output k reads inputs up to k * A / B + half: it is final once those arrived.
+        ready = (self._received - self._half) * self.to_rate // self.from_rate
         if ready <= self._emitted:
             return b""
-        return self._take(ready)
+        return self._take(ready, self._received)
 
     def finish(self) -> bytes:
         """The remaining outputs (the stream's end padded with zeros)."""
         if self.from_rate == self.to_rate:
             return b""
         total = ceil(self._received * self.to_rate / self.from_rate)
-        return self._take(total) if total > self._emitted else b""
+        return self._take(total, self._received) if total > self._emitted else b""
 
-    def _take(self, upto: int) -> bytes:
-        y = resample_float(self._buf, self.from_rate, self.to_rate)
-        first = self._start // self._p_in * self._p_out  # stream index of y[0]
+    def _take(self, upto: int, end: int) -> bytes:
+        """Outputs ``_emitted`` to ``upto``, from the inputs before ``end``."""
+        a, b = self.from_rate, self.to_rate
+        # A window starting on a whole period, early enough for output _emitted's support
+        # (before it, only the stream's true start, where zeros are right).
+        first_in = max(0, (self._emitted * a // b - self._half) // self._p_in * self._p_in)
+        window = self._buf[first_in - self._start : end - self._start]
+        y = resample_float(window, a, b)
+        first = first_in // self._p_in * self._p_out  # stream index of y[0]
         piece = y[self._emitted - first : upto - first]
         self._emitted = upto
-        # Keep only what later outputs can still read.
-        keep_from = self._emitted * self.from_rate // self.to_rate - self._context
-        keep_from = max(0, keep_from // self._p_in * self._p_in)
+        keep_from = max(0, (upto * a // b - self._half) // self._p_in * self._p_in)
         if keep_from > self._start:
             self._buf = self._buf[keep_from - self._start :]
             self._start = keep_from
         out: bytes = np.clip(np.rint(piece), -32768, 32767).astype("<i2").tobytes()
         return out
+
+
+def filter_half(from_rate: int, to_rate: int) -> int:
+    """Input samples ``media.resample``'s filter reads either side of an output.
+
+    The same formula as ``resample_float`` (Kaiser's length estimate for its stopband
+    and transition band); the stream-equals-whole test fails if the two ever differ.
+    """
+    nyquist = min(from_rate, to_rate) / 2
+    transition = (1 - PASSBAND_FRACTION) * nyquist
+    taps = (STOPBAND_DB - 8) / (2.285 * 2 * pi * transition / from_rate)
+    return max(2, ceil(taps / 2))
 
 
 class WavHeader:
