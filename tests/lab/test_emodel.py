@@ -149,3 +149,35 @@ def test_estimate_is_defined_or_refused(
         return
     assert math.isfinite(e.r)
     assert 1.0 <= e.mos <= 4.5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_mos_from_any_r(r: float) -> None:
+    if math.isnan(r):
+        with pytest.raises(ValueError):
+            mos_from_r(r)
+    else:
+        assert 1.0 <= mos_from_r(r) <= 4.5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-5, 200), st.integers(-5, 200), st.integers(-5, 200))
+def test_burst_ratio_from_any_counts(lost: int, total: int, runs: int) -> None:
+    try:
+        value = burst_ratio(lost, total, runs)
+    except ValueError:
+        assert min(lost, total, runs) < 0 or lost > total or runs > lost or (lost and not runs)
+        return
+    assert 0.0 < value < math.inf
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(allow_nan=True), st.floats(allow_nan=True), st.floats(allow_nan=True))
+def test_mouth_to_ear_from_any_parts(network: float, buffer: float, frame: float) -> None:
+    try:
+        total = mouth_to_ear_ms(network, buffer, frame)
+    except ValueError:
+        assert not all(0 <= v <= MAX_DELAY_MS for v in (network, buffer, frame))
+        return
+    assert total == pytest.approx(network + buffer + frame)

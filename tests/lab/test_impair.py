@@ -474,3 +474,34 @@ def test_impairments_never_fail(
     out = Impairments.from_spec(spec, seed).audio(x)
     assert out.samples.dtype == np.int16
     assert out.clipped >= 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(int16_arrays, max_size=4), st.integers(0, 3000), st.integers(0, 2**32))
+def test_babble_is_noise_or_a_clear_error(clips: list[Samples], n: int, seed: int) -> None:
+    try:
+        out = babble_noise(n, clips, np.random.default_rng(seed))
+    except ValueError as e:
+        assert all(active_speech_level(c) is None for c in clips), e
+        return
+    assert len(out) == n and np.all(np.isfinite(out))
+
+
+@settings(max_examples=60, deadline=None)
+@given(int16_arrays, st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
+def test_level_codec_and_kind_never_fail_otherwise(x: Samples, db: float, name: str) -> None:
+    try:
+        out = change_level(x, db)
+    except ValueError:
+        assert not -60.0 <= db <= 30.0
+    else:
+        assert len(out.samples) == len(x) and 0 <= out.clipped <= len(x)
+    for codec in ("pcmu", "pcma", name):
+        try:
+            assert len(g711_round_trip(x, codec)) == len(x)
+        except ValueError:
+            assert codec not in ("pcmu", "pcma")
+    try:
+        noise_kind(name)
+    except ValueError:
+        assert name not in ("white", "pink", "babble")

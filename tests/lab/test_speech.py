@@ -268,3 +268,14 @@ def test_timeline_helpers_on_any_segments(
         assert not covered_b & set(range(gap.start, gap.end))
     onset = first_onset_after(a, 100)
     assert onset is None or onset >= 100
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=400), max_size=30))
+def test_detector_takes_any_bytes(frames: list[bytes]) -> None:
+    detector = SpeechDetector()
+    for frame in frames:
+        onset = detector.push(frame)
+        assert onset is None or 0 <= onset < detector.frames
+    for seg in detector.finish():
+        assert 0 <= seg.start < seg.end <= len(frames)

@@ -181,3 +181,16 @@ def test_wer_never_fails(ref: str, hyp: str) -> None:
     if r.wer is not None:
         assert r.wer >= 0.0
     assert wer(ref, ref).errors == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-(10**16), 10**16))
+def test_number_words_for_any_int(n: int) -> None:
+    try:
+        text = number_words(n)
+    except ValueError:
+        assert not 0 <= n < 10**15
+        return
+    assert normalize(text) == text
+    if n < 1000:  # written in digits, a short number reads as the same words
+        assert normalize(str(n)) == text
