@@ -439,6 +439,7 @@ def test_the_scenario_spec_plugs_in() -> None:
     [
         (Spec(noise=Noise("babble", 10.0)), "babble"),
         (Spec(noise=Noise("brown", 10.0)), "noise kind"),
+        (Spec(noise=Noise("white", math.nan)), "snr_db"),
         (Spec(codec="g729"), "codec"),
         (Spec(drift_ppm=5000.0), "drift"),
         (Spec(level_db=-70.0), "level"),
@@ -454,9 +455,19 @@ def test_impairments_refuse_bad_parameters(spec: Spec, message: str) -> None:
         Impairments.from_spec(spec, seed=0)
 
 
-def test_bad_utterance_index() -> None:
+def test_bad_seed_utterance_and_stream() -> None:
     with pytest.raises(ValueError, match="utterance"):
         Impairments(0).audio(np.zeros(10, np.int16), utterance=-1)
+    with pytest.raises(ValueError, match="seed"):
+        Impairments(-1)
+    with pytest.raises(ValueError, match="stream"):
+        Impairments(0).scheduler(stream=-1)
+
+
+def test_silence_carries_the_calls_background_noise() -> None:
+    imp = Impairments.from_spec(Spec(noise=Noise("white", 20.0)), seed=2)
+    pause = imp.audio(np.zeros(RATE, np.int16), speech_dbov=-22.0).samples
+    assert dbov(float(np.mean(pause.astype(float) ** 2))) == pytest.approx(-42.0, abs=0.2)
 
 
 @settings(max_examples=40, deadline=None)

@@ -12,6 +12,9 @@ shape (any object with those attributes), and a seed. It gives:
 
 The same seed gives the same output: utterance ``i`` always gets the same noise
 whatever was impaired before it, and each packet stream replays the same decisions.
+Background noise belongs to the line, not to the words: to keep it at one level across
+a call, pass the caller's speech level as ``speech_dbov``, and impair a buffer of
+silence the same way to fill the pauses between turns.
 
 The audio helpers are public on their own: ``change_level`` (clipping counted),
 ``g711_round_trip`` and ``drift`` (resampling by ``1 + ppm * 1e-6``).
@@ -29,7 +32,7 @@ import numpy.typing as npt
 from trunkline.lab.drift import MAX_DRIFT_PPM, drift
 from trunkline.lab.loss import Bernoulli, GilbertElliott, LossModel
 from trunkline.lab.netem import PacketScheduler, check_jitter
-from trunkline.lab.noise import add_noise, noise_kind
+from trunkline.lab.noise import MAX_SNR_DB, MIN_SNR_DB, add_noise, noise_kind
 from trunkline.rtp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 __all__ = [
@@ -195,8 +198,13 @@ class Impairments:
         codec: str | None = None,
         babble: Sequence[npt.NDArray[np.int16]] = (),
     ) -> None:
-        if noise is not None and noise_kind(noise.kind) == "babble" and not babble:
-            raise ValueError("babble noise needs speech clips (babble=...)")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if noise is not None:
+            if noise_kind(noise.kind) == "babble" and not babble:
+                raise ValueError("babble noise needs speech clips (babble=...)")
+            if not MIN_SNR_DB <= noise.snr_db <= MAX_SNR_DB:  # also refuses NaN
+                raise ValueError(f"snr_db must be within {MIN_SNR_DB:g}..{MAX_SNR_DB:g}")
         if drift_ppm is not None and not -MAX_DRIFT_PPM <= drift_ppm <= MAX_DRIFT_PPM:
             raise ValueError(f"drift must be within ±{MAX_DRIFT_PPM:g} ppm, got {drift_ppm}")
         if level_db is not None:
@@ -291,7 +299,13 @@ class Impairments:
         return _loss_model(self.loss) if self.loss is not None else None
 
     def scheduler(self, stream: int = 0) -> PacketScheduler[T]:
-        """A packet scheduler for stream number ``stream`` of this caller."""
+        """A packet scheduler for stream number ``stream`` of this caller.
+
+        Raises:
+            ValueError: a negative ``stream``.
+        """
+        if stream < 0:
+            raise ValueError(f"stream must be >= 0, got {stream}")
         jitter_ms = self.jitter.ms if self.jitter is not None else 0.0
         reorder = self.jitter.reorder_pct if self.jitter is not None else 0.0
         return PacketScheduler(
