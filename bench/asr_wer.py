@@ -17,12 +17,13 @@ Each utterance is pushed as the pipeline would push it: the pre-roll before the 
 confirmed speech (``LEAD_MS`` of line silence), the speech, then the endpoint silence
 (``TRAIL_MS``), in 20 ms frames, then one flush.
 
-WER = word-level Levenshtein distance (substitutions + deletions + insertions) over the
-reference's word count, per voice, after the project's transcript normalization
-(``trunkline.agent.lexicon.words``). There is no shared WER helper in the project yet,
-so the distance is computed here. Accuracy is deterministic (same audio, same decoder),
-so ``tests/providers/test_wer_voices.py`` asserts it on ``TEST_SUBSET``; this script
-covers every phrase and prints the misses.
+WER is the lab's (``trunkline.lab.wer``): word-level Levenshtein alignment after its
+normaliser, (substitutions + deletions + insertions) / reference words, counts added up
+over a voice's utterances. "understood" counts the utterances whose transcript means the
+same to the agent as the reference (same intent and slot values under the state's
+grammar: "yeah" for "yes"). Accuracy is deterministic (same audio, same decoder), so
+``tests/providers/test_wer_voices.py`` asserts it on ``TEST_SUBSET``; this script covers
+every phrase and prints the misses.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pathlib import Path
 from trunkline.agent import AgentSpec, GrammarMatcher, load_agent_spec, state_grammars
 from trunkline.agent.lexicon import words
 from trunkline.agent.slots import DEFAULT_NO, DEFAULT_YES
+from trunkline.lab.wer import WerResult, wer
 from trunkline.media.audio import FRAME_BYTES, SAMPLE_RATE
 from trunkline.media.wav import decode_wav
 from trunkline.providers.asr import ASR, Final
@@ -151,45 +153,38 @@ def render(text: str, voice: str, rate_wpm: int = RATE_WPM) -> bytes:
     return ulaw_decode(ulaw_encode(decode_wav(wav)))
 
 
-def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
-    """Word-level Levenshtein distance: substitutions + deletions + insertions."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        row = [i]
-        for j, hyp in enumerate(hypothesis, 1):
-            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ref != hyp)))
-        previous = row
-    return previous[-1]
-
-
 @dataclass
 class VoiceResult:
     """One voice's totals; ``misses`` lists (case, what was heard) for every error."""
 
     voice: str
-    utterances: int = 0
-    reference_words: int = 0
-    errors: int = 0
+    results: list[WerResult] = field(default_factory=list)
     exact: int = 0
     understood: int = 0
     misses: list[tuple[Case, str]] = field(default_factory=list)
 
     @property
+    def total(self) -> WerResult:
+        """The voice's counts added up."""
+        return WerResult.combine(self.results)
+
+    @property
+    def utterances(self) -> int:
+        return len(self.results)
+
+    @property
     def wer(self) -> float:
-        return self.errors / self.reference_words if self.reference_words else 0.0
+        return self.total.wer or 0.0
 
     def add(self, case: Case, heard: str, matcher: GrammarMatcher | None = None) -> None:
         """Count one utterance; ``matcher`` (the state's) also judges its meaning."""
-        ref, hyp = words(case.text), words(heard)
-        errors = word_errors(ref, hyp)
-        self.utterances += 1
-        self.reference_words += len(ref)
-        self.errors += errors
-        if errors:
+        result = wer(case.text, heard)
+        self.results.append(result)
+        if result.errors:
             self.misses.append((case, heard))
         else:
             self.exact += 1
-        if matcher is not None and same_meaning(matcher, ref, hyp):
+        if matcher is not None and same_meaning(matcher, words(case.text), words(heard)):
             self.understood += 1
 
 
@@ -271,8 +266,9 @@ def print_results(results: dict[str, VoiceResult], *, show_misses: bool = True) 
         f" {'exact':>6} {'understood':>10}"
     )
     for r in results.values():
+        total = r.total
         print(
-            f"{r.voice:<10} {r.utterances:>10} {r.reference_words:>6} {r.errors:>6}"
+            f"{r.voice:<10} {r.utterances:>10} {total.reference_words:>6} {total.errors:>6}"
             f" {r.wer * 100:>6.1f}% {r.exact:>6} {r.understood:>10}"
         )
     if show_misses:
