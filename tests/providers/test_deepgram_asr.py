@@ -20,7 +20,13 @@ from trunkline.providers import (
     ProviderUsageError,
 )
 from trunkline.providers.deepgram_asr import DeepgramASR, DeepgramStream
-from trunkline.providers.deepgram_results import Segment, Utterance, normalize, parse_result
+from trunkline.providers.deepgram_results import (
+    Segment,
+    ServerError,
+    Utterance,
+    normalize,
+    parse_result,
+)
 from trunkline.providers.testing import DeepgramServer
 
 FRAME = b"\x10\x00" * (FRAME_BYTES // 2)  # 20 ms of audio (its content is not listened to)
@@ -301,6 +307,8 @@ def test_parse_result_shapes() -> None:
         "order 12345 please", 1.0, 1.5, True, True,
     )  # fmt: skip
     assert parse_result('{"type": "Metadata", "duration": 3}') is None
+    with pytest.raises(ServerError, match="bad audio"):
+        parse_result('{"type": "Error", "description": "bad audio"}')
     for bad in ("nope", "[1]", '{"type": "Results"}', '{"type": "Results", "start": "x",'
                 ' "channel": {"alternatives": []}}'):  # fmt: skip
         with pytest.raises(ValueError):

@@ -179,10 +179,10 @@ async def test_a_hung_server_times_out_on_the_first_token_and_is_retried(
 
 
 async def test_the_servers_scripted_latency_counts_against_the_first_token_timeout() -> None:
-    async with OpenAIServer(first_token_delay=30.0) as slow:  # far past the 0.1 s limit
-        async with make_llm(slow, first_token_timeout=0.1) as llm:
-            with pytest.raises(APITimeoutError):
-                await collect(llm)
+    slow = OpenAIServer(first_token_delay=30.0)  # far past the 0.1 s limit
+    async with slow, make_llm(slow, first_token_timeout=0.1) as llm:
+        with pytest.raises(APITimeoutError):
+            await collect(llm)
     assert len(slow.requests) == 3  # every attempt timed out
 
 

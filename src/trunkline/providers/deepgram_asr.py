@@ -50,7 +50,7 @@ from aiohttp import WSMsgType
 from trunkline.aio import cancel_and_wait
 from trunkline.media.audio import SAMPLE_RATE
 from trunkline.providers.asr import ASR, ASRCapabilities, ASRStream, Partial
-from trunkline.providers.deepgram_results import Segment, Utterance, parse_result
+from trunkline.providers.deepgram_results import Segment, ServerError, Utterance, parse_result
 from trunkline.providers.errors import (
     APIConnectionError,
     APIStatusError,
@@ -308,6 +308,15 @@ class DeepgramStream(ASRStream):
     # -- the socket ---------------------------------------------------------------------
 
     async def _run(self, session: aiohttp.ClientSession) -> None:
+        try:
+            await self._connect_and_serve(session)
+        except Exception as exc:  # a bug, or an error aiohttp did not document: fail, not hang
+            log.exception("%s: Deepgram stream failed", self.call_id)
+            self._fail(
+                ProviderError(f"stream failed: {exc!r}", provider=self.provider, retryable=True)
+            )
+
+    async def _connect_and_serve(self, session: aiohttp.ClientSession) -> None:
         asr = self._asr
         try:
             async with asyncio.timeout(asr.connect_timeout):
@@ -328,9 +337,13 @@ class DeepgramStream(ASRStream):
         writer = asyncio.create_task(self._write(ws), name=f"deepgram writer {self.call_id}")
         try:
             await self._read(ws)
+        except (aiohttp.ClientError, OSError) as exc:
+            self._fail(APIConnectionError(f"connection broke: {exc!r}", provider=self.provider))
         finally:
-            await cancel_and_wait(writer)
-            await ws.close()
+            try:
+                await cancel_and_wait(writer)
+            finally:  # even when aclose() cancels us here: the socket must not leak
+                await ws.close()
         if writer.done() and not writer.cancelled() and writer.exception() is not None:
             self._fail(
                 APIConnectionError(f"send failed: {writer.exception()!r}", provider=self.provider)
@@ -343,20 +356,15 @@ class DeepgramStream(ASRStream):
             if msg.type is WSMsgType.TEXT:
                 try:
                     seg = parse_result(msg.data)
+                except ServerError as exc:
+                    error = f"server error: {exc}"
+                    self._fail(ProviderError(error, provider=self.provider, retryable=True))
+                    return
                 except ValueError as exc:
                     self._fail(ProviderError(f"malformed message: {exc}", provider=self.provider))
                     return
                 if seg is not None:
                     self._on_segment(seg)
-                elif '"Error"' in msg.data:
-                    self._fail(
-                        ProviderError(
-                            f"server error: {msg.data[:300]}",
-                            provider=self.provider,
-                            retryable=True,
-                        )
-                    )
-                    return
             elif msg.type is WSMsgType.ERROR:
                 return
 

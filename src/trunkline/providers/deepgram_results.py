@@ -14,7 +14,7 @@ this connection. ``is_final: false`` is an interim guess for the audio so far;
 ``is_final: true`` closes a segment (its text will not change); ``from_finalize`` marks
 the result that answers a ``Finalize`` message; ``speech_final`` is Deepgram's own
 endpointing, which we do not use (the pipeline endpoints). Other types (``Metadata``,
-``SpeechStarted``, ``UtteranceEnd``) carry nothing we need.
+``SpeechStarted``, ``UtteranceEnd``) carry nothing we need, except ``Error``.
 
 :func:`parse_result` turns a message into a :class:`Segment` (or None for the other
 types), raising ``ValueError`` for anything that is not shaped as Deepgram's.
@@ -30,9 +30,13 @@ from typing import Any
 
 from trunkline.providers.asr import Final, WordTiming
 
-__all__ = ["Segment", "Utterance", "normalize", "parse_result"]
+__all__ = ["ServerError", "Segment", "Utterance", "normalize", "parse_result"]
 
 _NOT_WORD = re.compile(r"[^\w'\s-]+")
+
+
+class ServerError(ValueError):
+    """An ``{"type": "Error", ...}`` message: the server reports a failure in-band."""
 
 
 def normalize(text: str) -> str:
@@ -63,6 +67,7 @@ def parse_result(text: str) -> Segment | None:
     """Parse one text message; None for message types other than ``Results``.
 
     Raises:
+        ServerError: an ``Error`` message (its description is the message).
         ValueError: not JSON, or a ``Results`` message missing a field we read.
     """
     try:
@@ -71,6 +76,10 @@ def parse_result(text: str) -> Segment | None:
         raise ValueError("message nests too deep") from None
     if not isinstance(doc, dict):
         raise ValueError("message is not a JSON object")
+    if doc.get("type") == "Error":
+        # The shape of in-band errors is not documented in detail; take what is there.
+        detail = doc.get("description") or doc.get("message") or doc.get("variant") or "no detail"
+        raise ServerError(str(detail)[:300])
     if doc.get("type") != "Results":
         return None
     start = _number(doc.get("start", 0.0), "start")
