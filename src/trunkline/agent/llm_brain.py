@@ -39,7 +39,6 @@ import copy
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import quote
 
 from trunkline.agent.brain import (
     Action,
@@ -67,10 +66,12 @@ from trunkline.agent.llm_tools import (
     TRANSFER_VAR,
     ToolArgumentError,
     builtin_schemas,
-    parse_arguments,
+    call_message,
+    prepare_call,
     result_message,
+    run_tool,
     text_argument,
-    tool_parameters,
+    tool_event,
     tool_schema,
 )
 from trunkline.agent.spec import (
@@ -84,7 +85,6 @@ from trunkline.agent.spec import (
     TransferStep,
 )
 from trunkline.agent.template import Template
-from trunkline.agent.tools import ToolOutcome, ToolResult
 from trunkline.providers.errors import ProviderError
 from trunkline.providers.llm import TextDelta, ToolCallChunk
 
@@ -315,7 +315,9 @@ class LlmBrain:
                 said.append(sentence)
                 yield self._say(sentence)
             said_this_turn = said_this_turn or bool(said)
-            self.history.assistant(said, [_call_message(c) for c in calls])
+            self.history.assistant(
+                said, [call_message(c.id, c.name, c.arguments_json) for c in calls]
+            )
             if not calls:
                 if not said_this_turn:  # an empty answer would leave the caller in silence
                     yield self._say(LLM_DOWN_TEXT, ours=True)
@@ -355,36 +357,21 @@ class LlmBrain:
         if tool is None:
             return json.dumps({"ok": False, "error": f"there is no tool {call.name!r}"}), None
         try:
-            values = parse_arguments(call.arguments_json, tool_parameters(tool))
+            prepared = prepare_call(
+                self._spec, tool, call.arguments_json, self._scope.vars, self._ctx.call
+            )
         except ToolArgumentError as exc:
             self._record(EventKind.TOOL, tool=tool.name, method=tool.method, url="",
                          outcome="invalid_arguments", status=None, attempts=0, ms=0.0,
                          error=str(exc))  # fmt: skip
             return json.dumps({"ok": False, "error": str(exc)}), None
-        scope = FlowScope(self._spec, self._scope.vars, self._ctx.call)
-        scope.slots = dict(values)
-        request = scope.request(tool)
         self.pending_tool = tool.name
         try:
-            result = await self._call_tool(tool, request)
+            result = await run_tool(self._ctx.tools, prepared, self._ctx.log)
         finally:
             self.pending_tool = None
-        self._record(
-            EventKind.TOOL, tool=tool.name, method=tool.method, url=_masked(request.url, values),
-            outcome=result.outcome.value, status=result.status, attempts=result.attempts,
-            ms=round(result.duration_ms, 1), error=result.error,
-        )  # fmt: skip
-        return result_message(result, scope.render_spoken(tool.fallback)), None
-
-    async def _call_tool(self, tool: ToolSpec, request: Any) -> ToolResult:
-        runner = self._ctx.tools
-        if runner is None:
-            return ToolResult(tool.name, ToolOutcome.ERROR, {}, None, 0, 0.0, "no tool runner")
-        try:
-            return await runner.call(tool, request)
-        except Exception as exc:  # a ToolCaller must not raise; if one does, the call goes on
-            self._ctx.log.exception("tool runner raised for %s", tool.name)
-            return ToolResult(tool.name, ToolOutcome.ERROR, {}, None, 1, 0.0, repr(exc))
+        self._record(EventKind.TOOL, **tool_event(prepared, result))
+        return result_message(result, prepared.fallback), None
 
     # --- no input, no match ------------------------------------------------------------------
 
@@ -435,22 +422,6 @@ class LlmBrain:
 
     def _record(self, kind: EventKind, **data: Any) -> None:
         self.events.append(BrainEvent(kind, self._ctx.clock(), STATE, data))
-
-
-def _masked(url: str, values: Mapping[str, str]) -> str:
-    """``url`` with the model's argument values masked: they come from the caller, and
-    this brain cannot tell an order number from a PIN, so the record keeps neither."""
-    for value in values.values():
-        url = url.replace(quote(value, safe=""), MASK)
-    return url
-
-
-def _call_message(call: ToolCallChunk) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "type": "function",
-        "function": {"name": call.name, "arguments": call.arguments_json},
-    }
 
 
 def _conforms(brain: LlmBrain) -> Brain:

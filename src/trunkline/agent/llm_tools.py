@@ -18,21 +18,31 @@ acts (the flow brain's ``transfer`` and ``hangup`` steps):
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+from trunkline.agent.flow_scope import MASK, FlowScope
 from trunkline.agent.spec import AgentSpec, DigitsRule, SlotType, ToolSpec
 from trunkline.agent.template import value_text
-from trunkline.agent.tools import ToolResult
+from trunkline.agent.tools import ToolCaller, ToolOutcome, ToolRequest, ToolResult
 
 __all__ = [
     "END_CALL",
     "TRANSFER_CALL",
     "TRANSFER_VAR",
+    "PreparedCall",
     "ToolArgumentError",
     "builtin_schemas",
+    "call_message",
     "parse_arguments",
+    "prepare_call",
     "result_message",
+    "run_tool",
+    "text_argument",
+    "tool_event",
     "tool_parameters",
     "tool_schema",
 ]
@@ -187,3 +197,69 @@ def result_message(result: ToolResult, fallback: str) -> str:
     else:
         doc = {"ok": False, "error": "the service is not available", "tell_the_caller": fallback}
     return json.dumps(doc, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    """A spec tool call ready to run: the rendered request and what the record shows."""
+
+    tool: ToolSpec
+    request: ToolRequest
+    values: Mapping[str, str]  # the model's arguments
+    fallback: str  # the tool's fallback message, rendered for speech
+
+
+def prepare_call(
+    spec: AgentSpec,
+    tool: ToolSpec,
+    arguments_json: str,
+    variables: Mapping[str, str],
+    call: Mapping[str, str],
+) -> PreparedCall:
+    """Render ``tool``'s request with the model's arguments as its ``slots``.
+
+    Raises:
+        ToolArgumentError: see :func:`parse_arguments`.
+    """
+    values = parse_arguments(arguments_json, tool_parameters(tool))
+    scope = FlowScope(spec, variables, call)
+    scope.slots = dict(values)
+    return PreparedCall(tool, scope.request(tool), values, scope.render_spoken(tool.fallback))
+
+
+async def run_tool(
+    runner: ToolCaller | None,
+    prepared: PreparedCall,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> ToolResult:
+    """Run the call; a missing or misbehaving runner is a failed result, not an exception."""
+    tool = prepared.tool
+    if runner is None:
+        return ToolResult(tool.name, ToolOutcome.ERROR, {}, None, 0, 0.0, "no tool runner")
+    try:
+        return await runner.call(tool, prepared.request)
+    except Exception as exc:  # a ToolCaller must not raise; if one does, the call goes on
+        log.exception("tool runner raised for %s", tool.name)
+        return ToolResult(tool.name, ToolOutcome.ERROR, {}, None, 1, 0.0, repr(exc))
+
+
+def tool_event(prepared: PreparedCall, result: ToolResult) -> dict[str, Any]:
+    """The TOOL event's data. The argument values in the URL are masked: they come from
+    the caller, and the LLM brain cannot tell an order number from a PIN."""
+    url = prepared.request.url
+    for value in prepared.values.values():
+        url = url.replace(quote(value, safe=""), MASK)
+    return {
+        "tool": prepared.tool.name, "method": prepared.tool.method, "url": url,
+        "outcome": result.outcome.value, "status": result.status, "attempts": result.attempts,
+        "ms": round(result.duration_ms, 1), "error": result.error,
+    }  # fmt: skip
+
+
+def call_message(call_id: str, name: str, arguments_json: str) -> dict[str, Any]:
+    """A tool call as it appears in an assistant message of the chat history."""
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments_json},
+    }
