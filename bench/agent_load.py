@@ -18,7 +18,8 @@ task and no timer each:
 - ``LISTENING``: the reply plays out; once it has finished, back to ``THINK``.
 
 A reply that does not come within ``REPLY_TIMEOUT_S`` counts as missed and the caller
-speaks again. Timing uses one clock (``time.monotonic()``) in one process.
+speaks again, but measures no more turns: a late reply would be taken for the answer to
+the next turn. Timing uses one clock (``time.monotonic()``) in one process.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ScriptedCaller(LabWsCaller):
         self.sent_at = 0.0
         self.turns: list[tuple[int, float, float]] = []
         self.missed: list[float] = []
+        self.in_step = True  # no reply was missed: replies still pair with turns
 
     def on_tick(self, now: float) -> None:
         phase = self.phase
@@ -76,6 +78,7 @@ class ScriptedCaller(LabWsCaller):
         if phase is Phase.WAITING:
             if now - self.sent_at > REPLY_TIMEOUT_S:
                 self.missed.append(self.sent_at)
+                self.in_step = False
                 self._think(now)
         elif phase is Phase.THINK:
             if now >= self.speak_at:
@@ -96,6 +99,7 @@ class ScriptedCaller(LabWsCaller):
             self.phase is Phase.WAITING
             and payload.translate(ULAW_LOUD).count(1) >= MIN_LOUD_SAMPLES
         ):
-            self.turns.append((self.turn - 1, self.sent_at, time.monotonic() - self.sent_at))
+            if self.in_step:
+                self.turns.append((self.turn - 1, self.sent_at, time.monotonic() - self.sent_at))
             self.phase = Phase.LISTENING
         super()._on_media(payload)

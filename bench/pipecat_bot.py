@@ -59,6 +59,7 @@ from pipecat.pipeline.task import PipelineParams, PipelineTask
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.serializers.twilio import TwilioFrameSerializer
+from pipecat.services.settings import STTSettings, TTSSettings
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 from pipecat.transports.websocket.fastapi import (
@@ -91,7 +92,11 @@ class FakeSTT(STTService):
     """Ends a turn on silence (or Pipecat's VAD) and hears the caller's scripted words."""
 
     def __init__(self, words: list[str], *, final_s: float, endpoint_ms: float, vad: bool):
-        super().__init__(sample_rate=SAMPLE_RATE)
+        super().__init__(
+            sample_rate=SAMPLE_RATE,
+            ttfs_p99_latency=final_s,
+            settings=STTSettings(model=None, language=None),
+        )
         self._words = words
         self._final_s = final_s
         self._endpoint_frames = math.ceil(endpoint_ms / 20)
@@ -151,7 +156,12 @@ class FakeTTS(TTSService):
     """A tone per sentence after a fixed first-byte wait (trunkline's FakeTTS)."""
 
     def __init__(self, first_byte_s: float) -> None:
-        super().__init__(sample_rate=SAMPLE_RATE, push_start_frame=True, push_stop_frames=True)
+        super().__init__(
+            sample_rate=SAMPLE_RATE,
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=TTSSettings(model=None, voice=None, language=None),
+        )
         self._first_byte_s = first_byte_s
 
     def can_generate_metrics(self) -> bool:

@@ -93,3 +93,12 @@ class ServerProcess:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return "(no log)"
+
+    def error_lines(self, limit: int = 5) -> list[str]:
+        """The first lines of its log that report an error (a server that logs errors
+        during a measurement is not measured as it should run)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if "ERROR" in line or "Traceback" in line][:limit]
