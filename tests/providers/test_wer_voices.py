@@ -3,8 +3,8 @@
 The measurement is ``bench/asr_wer.py`` (imported from there, so the test and the bench
 cannot drift apart); here it runs on ``TEST_SUBSET``, 9 phrases of every kind (intents,
 a global intent, digits in a carrier phrase, dates, yes and no) in each of the three
-voices, about 3 s in all. Rendering and decoding are deterministic, so the figures are
-exact, not samples.
+voices, about 5 s in all with the recognizer pool's start. Rendering and decoding are
+deterministic, so the figures are exact, not samples.
 
 The target is WER <= 10% per voice. Two voices miss it today (see ``KNOWN_WER``); their
 target tests are strict xfails that name the measured figure, so an improvement shows
