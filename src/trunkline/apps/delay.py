@@ -24,11 +24,10 @@ from time import monotonic
 
 import numpy as np
 
+from trunkline.lab.ear import LOUD_LEVEL  # speech by the lab's own measure
 from trunkline.media.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from trunkline.net.leg import LegEvent, MediaLeg
 
-#: A sample this loud is speech (the lab's ear uses the same level).
-LOUD_LEVEL = 512
 #: Quiet after which the caller's utterance is over.
 END_SILENCE_S = 0.3
 TONE_HZ = 440.0

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from trunkline.media.audio import SAMPLE_RATE
+from trunkline.rtp.g711 import alaw_decode, ulaw_decode
 from trunkline.rtp.seq import seq_distance
 
 #: A sample this loud (of 32,768) is speech energy: -36 dBFS, far above G.711's idle
@@ -42,33 +43,15 @@ MIN_LOUD_SAMPLES = 8
 HANGOVER_S = 0.35
 
 
-def _loud_table(decode: dict[int, int]) -> bytes:
-    return bytes(1 if abs(decode[code]) >= LOUD_LEVEL else 0 for code in range(256))
-
-
-def _ulaw_linear(code: int) -> int:
-    code = ~code & 0xFF
-    t = ((code & 0x0F) << 3) + 0x84
-    t <<= (code & 0x70) >> 4
-    return (0x84 - t) if code & 0x80 else (t - 0x84)
-
-
-def _alaw_linear(code: int) -> int:
-    code ^= 0x55
-    t = (code & 0x0F) << 4
-    seg = (code & 0x70) >> 4
-    if seg == 0:
-        t += 8
-    elif seg == 1:
-        t += 0x108
-    else:
-        t = (t + 0x108) << (seg - 1)
-    return t if code & 0x80 else -t
+def _loud_table(decode: Callable[[bytes], bytes]) -> bytes:
+    """Code -> 1 if the sample it decodes to is loud (the codec's own decoder, once)."""
+    samples = memoryview(decode(bytes(range(256)))).cast("h")
+    return bytes(1 if abs(sample) >= LOUD_LEVEL else 0 for sample in samples)
 
 
 #: Code -> 1 if loud, for u-law (PCMU) and A-law (PCMA) payloads.
-ULAW_LOUD = _loud_table({c: _ulaw_linear(c) for c in range(256)})
-ALAW_LOUD = _loud_table({c: _alaw_linear(c) for c in range(256)})
+ULAW_LOUD = _loud_table(ulaw_decode)
+ALAW_LOUD = _loud_table(alaw_decode)
 
 
 class Ear:

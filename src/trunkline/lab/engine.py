@@ -276,9 +276,11 @@ class Lab:
                 impaired = impairments.audio(samples, utterance=n).samples
                 # The speech span stays the clean line's: noise must not move "the
                 # caller's last speech sample" (drift moves it by ppm, well under 1 ms).
-                line = Utterance.from_pcm(impaired.astype("<i2").tobytes())
-                clean = await self.voices.say(script.persona, step.text)
-                line.speech_start_s, line.speech_end_s = clean.speech_start_s, clean.speech_end_s
+                line = Utterance(
+                    Utterance.from_pcm(impaired.astype("<i2").tobytes()).pcm,
+                    line.speech_start_s,
+                    line.speech_end_s,
+                )
             lines[step.text] = line
         return lines
 

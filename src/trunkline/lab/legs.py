@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from time import monotonic
+from typing import Any
 
 from trunkline.lab.ear import ALAW_LOUD, ULAW_LOUD, Ear, RtpReceiveStats
 from trunkline.lab.netem import PacketScheduler
@@ -32,7 +33,6 @@ from trunkline.net.ws_client import WsMediaCaller
 from trunkline.rtp.errors import RtpProtocolError
 from trunkline.rtp.packet import parse_payload_fast
 from trunkline.sdp.offer_answer import NegotiatedMedia
-from trunkline.wsmedia.codec import encode_media
 
 #: The codecs' silence: u-law 0xFF and A-law 0xD5 both decode to (nearly) zero.
 ULAW_SILENCE = b"\xff" * FRAME_SAMPLES
@@ -42,24 +42,19 @@ ALAW_SILENCE = b"\xd5" * FRAME_SAMPLES
 class LabRtpLeg(SipRtpLeg):
     """A SIP caller's media: pre-encoded audio out, an ear and RFC 3550 counters in."""
 
-    ear: Ear
-    rx: RtpReceiveStats
-    netem: PacketScheduler[bytes] | None
-    _netem_timer: asyncio.TimerHandle | None
-    silence: bytes
-    codec: str
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set before the base class runs apply_media, which picks the ear's codec table.
+        self.ear = Ear()
+        self.rx = RtpReceiveStats()
+        self.netem: PacketScheduler[bytes] | None = None
+        self._netem_timer: asyncio.TimerHandle | None = None
+        super().__init__(*args, **kwargs)
 
     def apply_media(self, media: NegotiatedMedia) -> None:
         super().apply_media(media)
         self.codec = media.codec.name.upper()
         pcma = self.codec == "PCMA"
-        if not hasattr(self, "ear"):
-            self.ear = Ear(ALAW_LOUD if pcma else ULAW_LOUD)
-            self.rx = RtpReceiveStats()
-            self.netem = None
-            self._netem_timer = None
-        else:
-            self.ear.set_codec(ALAW_LOUD if pcma else ULAW_LOUD)
+        self.ear.set_codec(ALAW_LOUD if pcma else ULAW_LOUD)
         self.silence = ALAW_SILENCE if pcma else ULAW_SILENCE
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...] | None) -> None:
@@ -129,41 +124,18 @@ class LabRtpLeg(SipRtpLeg):
 class LabWsCaller(WsMediaCaller):
     """A Media Streams caller: pre-encoded u-law out, an ear on the played-out audio."""
 
-    ear: Ear
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.ear = Ear(ULAW_LOUD)
         self.silence = ULAW_SILENCE
         self.codec = "PCMU"
         self.rx = RtpReceiveStats()  # stays empty: a WebSocket has no packets to lose
-        self.frames_heard = 0
 
-    def on_tick(self, now: float) -> None:
-        if self.closed.done():
-            return
-        if self._t0 is None:
-            self._t0 = now
-        if not self._sender.blocked:
-            payload = self.next_outbound() or self.silence
-            self._seq += 1
-            self._chunk += 1
-            ms = int((now - self._t0) * 1000)
-            self._sender.send(
-                encode_media(self.stream_sid, payload, "inbound", self._chunk, ms, self._seq)
-            )
-            self.frames_sent += 1
-        play = self._playout
-        if not play:
-            return
-        item = play.popleft()
-        while isinstance(item, str):  # marks whose audio finished playing last tick
-            self._echo_mark(item)
-            if not play:
-                return
-            item = play.popleft()
-        self.frames_played += 1
-        self.ear.hear(now, item)
+    def _outbound_payload(self) -> bytes:
+        return self.next_outbound() or self.silence  # already u-law
+
+    def _play(self, now: float, frame: bytes) -> None:
+        self.ear.hear(now, frame)
 
     def _on_media(self, payload: bytes) -> None:
         # Kept as u-law; a short last piece is played as it is (no padding, which in

@@ -33,6 +33,7 @@ from trunkline.lab.breakpoint import BreakpointSearch
 from trunkline.lab.engine import Lab
 from trunkline.lab.legs import sleep_until
 from trunkline.lab.profiles import BreakpointProfile, LoadModel, LoadProfile, Profile
+from trunkline.lab.report.stats import percentile
 from trunkline.lab.results import CallResult, LabHealth, RunResult, TimelinePoint
 from trunkline.lab.scenario import Scenario
 from trunkline.lab.scenario_plan import script_for
@@ -87,15 +88,6 @@ class _Quiet:
 
     def lab_health(self, health: LabHealth) -> None:
         pass
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (``p`` in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 class Runner:

@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trunkline.lab.ear import LOUD_LEVEL
 from trunkline.media.audio import FRAME_BYTES, SAMPLE_RATE
 from trunkline.providers.embedded_tts import EspeakTTS
 from trunkline.rtp.g711 import alaw_encode, ulaw_encode
-
-#: Level (of 32,768) above which a rendered sample is speech, for finding its span.
-SPEECH_LEVEL = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +49,7 @@ class Utterance:
         if len(pcm) % FRAME_BYTES:
             pcm += bytes(FRAME_BYTES - len(pcm) % FRAME_BYTES)
         samples = np.frombuffer(pcm, dtype="<i2")
-        loud = np.flatnonzero(np.abs(samples.astype(np.int32)) >= SPEECH_LEVEL)
+        loud = np.flatnonzero(np.abs(samples.astype(np.int32)) >= LOUD_LEVEL)
         if loud.size == 0:
             return cls(pcm, 0.0, 0.0)
         return cls(pcm, float(loud[0]) / SAMPLE_RATE, float(loud[-1] + 1) / SAMPLE_RATE)

@@ -163,13 +163,7 @@ class WsMediaCaller(EventBufferingLeg):
         if self._t0 is None:
             self._t0 = now
         if not self._sender.blocked:
-            frame = self.next_outbound()
-            if frame is not None:
-                payload = ulaw_encode(frame)
-            elif self.send_silence:
-                payload = _SILENCE
-            else:
-                payload = b""
+            payload = self._outbound_payload()
             if payload:
                 self._seq += 1
                 self._chunk += 1
@@ -188,9 +182,20 @@ class WsMediaCaller(EventBufferingLeg):
                 return
             item = play.popleft()
         self.frames_played += 1
+        self._play(now, item)
+
+    def _outbound_payload(self) -> bytes:
+        """The u-law of this tick: the caller's next frame, silence, or nothing."""
+        frame = self.next_outbound()
+        if frame is not None:
+            return ulaw_encode(frame)
+        return _SILENCE if self.send_silence else b""
+
+    def _play(self, now: float, frame: bytes) -> None:
+        """One frame of the app's audio reaches the caller's ear (here: the sink)."""
         sink = self.sink
         if sink is not None:
-            sink.on_audio(item)
+            sink.on_audio(frame)
 
     def send_dtmf(self, digit: str) -> None:
         """Send a ``dtmf`` event now (out of band, as Twilio reports a key press).

@@ -9,6 +9,7 @@ for a hung handler and no handler outlives the server.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections import deque
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class Fault:
     after: int = 0
 
 
-class LocalServer:
+class LocalServer(abc.ABC):
     """Start/stop and the fault queue of a local protocol server (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -67,9 +68,9 @@ class LocalServer:
         """The fault for the request now arriving, if one is queued."""
         return self.faults.popleft() if self.faults else None
 
+    @abc.abstractmethod
     def build_app(self) -> web.Application:
         """The aiohttp application (subclasses add their routes)."""
-        raise NotImplementedError
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Serve on ``host:port`` (port 0: a free one; read ``port`` back)."""
