@@ -96,13 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pretest_parser(sub)
 
-    demo = sub.add_parser("demo", help="start the echo server, call it over SIP and WS, stay up")
-    demo.add_argument("--sip", type=_host_port, default=("127.0.0.1", 5060), metavar="HOST:PORT")
-    demo.add_argument("--http", type=_host_port, default=("127.0.0.1", 8080), metavar="HOST:PORT")
-    demo.add_argument("--calls", type=int, default=5, help="calls to place over each transport")
-    demo.add_argument(
-        "--once", action="store_true", help="exit after the calls instead of staying up"
-    )
+    from trunkline.demo import add_demo_parser
+
+    add_demo_parser(sub)
     return parser
 
 
