@@ -10,7 +10,8 @@
 
 The agent runs in its own process so that the lab (this process) and the agent do not
 share an event loop: the lab's figures are taken at the caller, as a real caller's
-would be, and the lab's own lateness is not the agent's. The verdict is informative
+would be, and the lab's own lateness is not the agent's. The agent runs at a lower CPU
+priority (``nice``), so that on a small machine the lab keeps its clock. The verdict is informative
 here, not the demo's exit status: on a small machine the embedded agent may well be
 "not ready", and the report says why. The exit status is 0 when the pretest ran and
 wrote its reports, 2 when something kept it from running.
@@ -33,6 +34,10 @@ from typing import Any
 DEFAULT_PROFILE = "ramp:from=0.2,to=1.5,duration=60,max_calls=50,arrivals=even"
 #: How long the agent may take to start: the ASR worker pool loads its model per worker.
 AGENT_START_TIMEOUT_S = 120.0
+#: The agent (and its ASR workers) run this much nicer than the lab: on one small machine
+#: the lab must keep its 20 ms clock to measure honestly, and the agent is measured with
+#: the CPU that is left, as it would be on a machine of its own that size.
+AGENT_NICENESS = 5
 #: How long the agent may take to stop on SIGTERM before it is killed.
 AGENT_STOP_TIMEOUT_S = 15.0
 
@@ -133,7 +138,7 @@ async def _agent(
     log_path = out / "agent.log"
     agent_dir = out / "agent"
     command = [
-        sys.executable, "-m", "trunkline", "serve",
+        "nice", "-n", str(AGENT_NICENESS), sys.executable, "-m", "trunkline", "serve",
         "--agent", str(spec), "--demo-crm",
         "--sip", f"{sip_host}:{sip_port}", "--http", f"{http_host}:{http_port}",
         "--records", str(agent_dir / "records.sqlite3"),
