@@ -33,7 +33,7 @@ from trunkline.agent import (
 )
 from trunkline.agent.demo_crm import CrmServer
 from trunkline.agent.llm_brain import CUT_OFF_TEXT, LLM_DOWN_TEXT, RESUME_TEXT, TOOL_FILLER_TEXT
-from trunkline.agent.llm_history import MAX_HISTORY_MESSAGES, ChatHistory
+from trunkline.agent.llm_history import INTERRUPTED_NOTE, MAX_HISTORY_MESSAGES, ChatHistory
 from trunkline.agent.llm_text import MAX_SENTENCE_CHARS, SentenceSplitter, speakable
 from trunkline.agent.llm_tools import (
     ToolArgumentError,
@@ -322,9 +322,17 @@ async def test_barge_in_cuts_the_history_to_what_was_heard(
     assert brain.history.messages[-1] == {
         "role": "assistant",
         "content": "Your order has shipped. It should",
+        "interrupted": True,
     }
     await brain.on_input(Interrupted(""))  # a second barge-in with nothing new: no change
     assert brain.history.messages[-1]["content"] == "Your order has shipped. It should"
+    # The model reads where it was cut off; the flag itself is not sent.
+    await brain.on_input(Speech("thanks"))
+    sent = server.requests[-1].body["messages"]
+    assert sent[-2] == {
+        "role": "assistant",
+        "content": "Your order has shipped. It should" + INTERRUPTED_NOTE,
+    }
     interrupted = [e for e in brain.drain_events() if e.kind is EventKind.INTERRUPTED]
     assert len(interrupted) == 2
 

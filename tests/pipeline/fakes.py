@@ -91,6 +91,23 @@ class FakeLeg(MediaLeg):
                 await asyncio.sleep(0)
         pytest.fail(f"not within {max_ticks} ticks: {what}")
 
+    async def run_paced(self, ticks: int) -> None:
+        """``ticks`` ticks 20 ms apart on the loop's clock (a virtual one in timeline tests)."""
+        for _ in range(ticks):
+            self.tick()
+            await asyncio.sleep(0.02)
+
+    async def until_paced(
+        self, predicate: Callable[[], bool], what: str, max_ticks: int = 3000
+    ) -> int:
+        """As :meth:`until`, with ticks 20 ms apart on the loop's clock."""
+        for _ in range(max_ticks):
+            if predicate():
+                return self.ticks
+            self.tick()
+            await asyncio.sleep(0.02)
+        pytest.fail(f"not within {max_ticks} ticks: {what}")
+
     def audible_ticks(self, since: int = 0) -> list[int]:
         return [t for t, f in self.sent if t > since and rms_dbfs(f) > -40]
 

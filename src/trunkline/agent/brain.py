@@ -11,7 +11,12 @@ the conversation. The pipeline calls:
   turn: a final transcript, typed digits, a no-input timeout, or a barge-in;
 - ``snapshot()`` after every turn (the session store checkpoints it) and
   ``restore(spec, snapshot, context)`` + ``resume()`` in a new process after a crash;
-- ``drain_events()`` to move what happened into the call record.
+- ``drain_events()`` to move what happened into the call record;
+- optionally ``on_barge_in(played_text) -> bool`` (:class:`BargeInAware`), in the frame
+  where the caller cut the agent off while a turn is still running: True asks the
+  pipeline to cancel that turn (the LLM brain, whose answer is still streaming), so
+  nothing more of it is generated or spoken. A brain without it keeps its turn running
+  (the flow brain: what it says after a slow tool is new, and is spoken).
 
 Both brains (the flow engine and, later, the LLM) implement :class:`Brain`. Neither
 raises for anything a caller or an integration does: a failed tool is a fallback
@@ -169,6 +174,14 @@ class BrainContext:
         default_factory=lambda: logging.getLogger("trunkline.agent")
     )
     llm: LLM | None = None
+
+
+class BargeInAware(Protocol):
+    """A brain that wants a say when a barge-in hits a running turn (see the module docstring)."""
+
+    def on_barge_in(self, played_text: str) -> bool:
+        """The caller barged in with ``played_text`` heard; True: cancel the running turn."""
+        ...
 
 
 class Brain(Protocol):

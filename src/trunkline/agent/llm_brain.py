@@ -35,6 +35,7 @@ said), as the flow brain does.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -64,6 +65,7 @@ from trunkline.agent.llm_tools import (
     END_CALL,
     TRANSFER_CALL,
     TRANSFER_VAR,
+    PreparedCall,
     ToolArgumentError,
     builtin_schemas,
     call_message,
@@ -73,6 +75,13 @@ from trunkline.agent.llm_tools import (
     text_argument,
     tool_event,
     tool_schema,
+)
+from trunkline.agent.llm_wait import (
+    ANSWER_TIMEOUT_S,
+    FILLER_TEXT,
+    Patience,
+    tool_limit,
+    wait_with_fillers,
 )
 from trunkline.agent.spec import (
     AgentSpec,
@@ -85,8 +94,9 @@ from trunkline.agent.spec import (
     TransferStep,
 )
 from trunkline.agent.template import Template
-from trunkline.providers.errors import ProviderError
-from trunkline.providers.llm import TextDelta, ToolCallChunk
+from trunkline.agent.tools import ToolOutcome, ToolResult
+from trunkline.providers.errors import APITimeoutError, ProviderError
+from trunkline.providers.llm import LLMChunk, TextDelta, ToolCallChunk
 
 __all__ = ["CUT_OFF_TEXT", "LLM_DOWN_TEXT", "LlmBrain", "TOOL_FILLER_TEXT"]
 
@@ -100,7 +110,12 @@ MAX_TOOL_ROUNDS = 4
 LLM_DTMF = DtmfSpec(max_digits=16, terminator="#", timeout_ms=3000)
 LLM_DOWN_TEXT = "Sorry, I'm having trouble right now. Could you say that again?"
 CUT_OFF_TEXT = "Sorry, I lost my train of thought. Could you say that again?"
-TOOL_FILLER_TEXT = "One moment."
+TOOL_FILLER_TEXT = FILLER_TEXT
+#: A tool call's answer when a barge-in cancelled it (the model must get one).
+CANCELLED_TOOL_CONTENT = json.dumps(
+    {"ok": False, "error": "the caller interrupted before the answer came; it may or may not "
+     "have been done"}
+)  # fmt: skip
 RESUME_TEXT = "Sorry about that, the line dropped for a moment."
 
 
@@ -140,6 +155,8 @@ class LlmBrain:
         self._started = False
         self._ended = False
         self._busy = False
+        self._patience = Patience(lambda: 0.0)  # the running turn's (see _answer)
+        self._barge_ins_applied = 0  # barge-ins taken in on_barge_in, their input pending
 
     @property
     def ended(self) -> bool:
@@ -170,6 +187,9 @@ class LlmBrain:
         self._busy = True
         try:
             if isinstance(event, Interrupted):
+                if self._barge_ins_applied:  # on_barge_in took it in already
+                    self._barge_ins_applied -= 1
+                    return
                 self._record(EventKind.INTERRUPTED, played_text=event.played_text)
                 self.history.interrupted(event.played_text)
                 return
@@ -201,6 +221,26 @@ class LlmBrain:
                 yield action
         finally:
             self._busy = False
+
+    def on_barge_in(self, played_text: str) -> bool:
+        """The caller cut the agent off while a turn runs (the pipeline calls this in the
+        frame that confirmed their speech); True: cancel the turn.
+
+        While the model streams, the rest of its answer answers a question the caller
+        has moved on from: cancel it (the request is closed; the ``Interrupted`` input
+        that follows cuts the history to what was heard). While a tool runs, the tool
+        goes on and what the model says with its answer is new: what was said so far is
+        cut now, and the ``Interrupted`` input is then already taken in.
+        """
+        if not self._busy:
+            return False
+        self._patience.stop_holding()
+        if self.pending_tool is None:
+            return True
+        self._record(EventKind.INTERRUPTED, played_text=played_text)
+        self.history.interrupted(played_text)
+        self._barge_ins_applied += 1
+        return False
 
     def listen_spec(self) -> ListenSpec:
         """Free speech (the recognizer's general model), the agent's endpointing, keypad."""
@@ -283,7 +323,8 @@ class LlmBrain:
     # --- a model answer, with tools ----------------------------------------------------------
 
     async def _answer(self) -> AsyncIterator[Action]:
-        said_this_turn = False
+        patience = self._patience = Patience(asyncio.get_running_loop().time)
+        said_this_turn = False  # the model's own words, fillers apart
         for _ in range(MAX_TOOL_ROUNDS):
             splitter = SentenceSplitter()
             said: list[str] = []
@@ -291,15 +332,27 @@ class LlmBrain:
             error: ProviderError | None = None
             stream = self._llm.chat(self._messages(), tools=self._schemas or None)
             try:
-                async for chunk in stream:
-                    if isinstance(chunk, TextDelta):
-                        for sentence in splitter.feed(chunk.text):
+                async for item in self._chunks(stream, said, patience):
+                    if isinstance(item, str):
+                        yield self._filler(item)
+                    elif isinstance(item, TextDelta):
+                        for sentence in splitter.feed(item.text):
                             said.append(sentence)
                             yield self._say(sentence)
                     else:
-                        calls.append(chunk)
+                        calls.append(item)
             except ProviderError as exc:
                 error = exc
+            except TimeoutError:
+                error = APITimeoutError(
+                    f"no answer within {ANSWER_TIMEOUT_S:g} s", provider=self._llm.label
+                )
+            except (asyncio.CancelledError, GeneratorExit):
+                # A barge-in (or the end of the call) cancelled the answer: the request is
+                # closed below and only what was said joins the history (a barge-in's
+                # Interrupted then cuts it to what was heard).
+                self.history.assistant(said)
+                raise
             finally:
                 aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
@@ -322,20 +375,106 @@ class LlmBrain:
                 if not said_this_turn:  # an empty answer would leave the caller in silence
                     yield self._say(LLM_DOWN_TEXT, ours=True)
                 return
-            if not said_this_turn and any(c.name in self._tools for c in calls):
-                said_this_turn = True
-                self.history.filler(TOOL_FILLER_TEXT)
-                yield self._say(TOOL_FILLER_TEXT, cacheable=True)
+            if patience.last_said is None and any(c.name in self._tools for c in calls):
+                yield self._filler(TOOL_FILLER_TEXT)
             final: Transfer | Hangup | None = None
-            for call in calls:
-                content, ending = await self._run_call(call)
-                self.history.tool(call.id, content)
-                final = final or ending
+            try:
+                for call in calls:
+                    content, ending = self._builtin(call)
+                    if content is None:
+                        prepared = self._prepare(call)
+                        if isinstance(prepared, str):
+                            content = prepared
+                        else:
+                            async for action in self._run_tool(prepared, patience):
+                                if isinstance(action, str):
+                                    content = action
+                                else:
+                                    yield action
+                    self.history.tool(call.id, content or '{"ok": false}')
+                    final = final or ending
+            finally:
+                # A barge-in during a tool's answer left calls without results: a request
+                # with an unanswered call is refused, so each gets one.
+                self.history.answer_missing(CANCELLED_TOOL_CONTENT)
             if final is not None:
                 yield self._end(final)
                 return
         self._ctx.log.warning("chat model still calling tools after %d rounds", MAX_TOOL_ROUNDS)
         yield self._say(LLM_DOWN_TEXT, ours=True)
+
+    async def _chunks(
+        self, stream: AsyncIterator[LLMChunk], said: list[str], patience: Patience
+    ) -> AsyncIterator[LLMChunk | str]:
+        """The model's chunks and, until its first sentence, the fillers due meanwhile.
+
+        Raises:
+            TimeoutError: no chunk within ``ANSWER_TIMEOUT_S`` (the request is cancelled).
+            ProviderError: from the stream.
+        """
+        deadline: float | None = patience.now() + ANSWER_TIMEOUT_S
+        while True:
+            if said:  # the answer is being spoken; a stall is bounded by the idle timeout
+                try:
+                    chunk = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                yield chunk
+                continue
+            task = asyncio.create_task(_next_chunk(stream))
+            async for text in wait_with_fillers(task, patience, deadline):
+                yield text
+            got = task.result()
+            if got is None:
+                return
+            deadline = None
+            yield got
+
+    def _builtin(self, call: ToolCallChunk) -> tuple[str | None, Transfer | Hangup | None]:
+        """A built-in or unknown tool's answer and ending; (None, None) for a spec tool."""
+        if call.name == END_CALL:
+            reason = text_argument(call.arguments_json, "reason") or "caller is done"
+            return '{"ok": true}', Hangup(reason)
+        if call.name == TRANSFER_CALL and self._transfer_to:
+            summary = text_argument(call.arguments_json, "summary")
+            return '{"ok": true}', Transfer(self._transfer_to, summary)
+        if call.name not in self._tools:
+            return json.dumps({"ok": False, "error": f"there is no tool {call.name!r}"}), None
+        return None, None
+
+    def _prepare(self, call: ToolCallChunk) -> PreparedCall | str:
+        """The spec tool's request, or the answer for the model when its arguments are bad."""
+        tool = self._tools[call.name]
+        try:
+            return prepare_call(
+                self._spec, tool, call.arguments_json, self._scope.vars, self._ctx.call
+            )
+        except ToolArgumentError as exc:
+            self._record(EventKind.TOOL, tool=tool.name, method=tool.method, url="",
+                         outcome="invalid_arguments", status=None, attempts=0, ms=0.0,
+                         error=str(exc))  # fmt: skip
+            return json.dumps({"ok": False, "error": str(exc)})
+
+    async def _run_tool(
+        self, prepared: PreparedCall, patience: Patience
+    ) -> AsyncIterator[Say | str]:
+        """Run a spec tool, with fillers while it takes long; the last item is the tool
+        message's content (a ``str``)."""
+        tool = prepared.tool
+        self.pending_tool = tool.name
+        task = asyncio.create_task(run_tool(self._ctx.tools, prepared, self._ctx.log))
+        try:
+            async for text in wait_with_fillers(task, patience, patience.now() + tool_limit(tool)):
+                yield self._filler(text)
+            result = task.result()
+        except TimeoutError:
+            limit = tool_limit(tool)
+            result = ToolResult(tool.name, ToolOutcome.TIMEOUT, {}, None, 0, limit * 1000,
+                                f"no answer within {limit:g} s")  # fmt: skip
+        finally:
+            self.pending_tool = None
+        self._record(EventKind.TOOL, **tool_event(prepared, result))
+        yield result_message(result, prepared.fallback)
 
     def _messages(self) -> list[dict[str, Any]]:
         """The request's messages: the spec's prompt (with today's date), then the history."""
@@ -343,35 +482,7 @@ class LlmBrain:
         today = self._ctx.today()
         date = f"Today is {today:%A}, {today:%B} {today.day}, {today.year}."
         system = {"role": "system", "content": f"{self._spec.llm.system_prompt}\n\n{date}"}
-        return [system, *self.history.messages]
-
-    async def _run_call(self, call: ToolCallChunk) -> tuple[str, Transfer | Hangup | None]:
-        """Run one tool call: (the tool message's content, the call's end if it ends it)."""
-        if call.name == END_CALL:
-            reason = text_argument(call.arguments_json, "reason") or "caller is done"
-            return '{"ok": true}', Hangup(reason)
-        if call.name == TRANSFER_CALL and self._transfer_to:
-            summary = text_argument(call.arguments_json, "summary")
-            return '{"ok": true}', Transfer(self._transfer_to, summary)
-        tool = self._tools.get(call.name)
-        if tool is None:
-            return json.dumps({"ok": False, "error": f"there is no tool {call.name!r}"}), None
-        try:
-            prepared = prepare_call(
-                self._spec, tool, call.arguments_json, self._scope.vars, self._ctx.call
-            )
-        except ToolArgumentError as exc:
-            self._record(EventKind.TOOL, tool=tool.name, method=tool.method, url="",
-                         outcome="invalid_arguments", status=None, attempts=0, ms=0.0,
-                         error=str(exc))  # fmt: skip
-            return json.dumps({"ok": False, "error": str(exc)}), None
-        self.pending_tool = tool.name
-        try:
-            result = await run_tool(self._ctx.tools, prepared, self._ctx.log)
-        finally:
-            self.pending_tool = None
-        self._record(EventKind.TOOL, **tool_event(prepared, result))
-        return result_message(result, prepared.fallback), None
+        return [system, *self.history.request()]
 
     # --- no input, no match ------------------------------------------------------------------
 
@@ -403,12 +514,19 @@ class LlmBrain:
         text = self._scope.render_spoken(template).strip()
         return [self._say(text, ours=True, cacheable=template.is_static)] if text else []
 
+    def _filler(self, text: str) -> Say:
+        """A fixed text said while waiting: not the model's (kept out of the history's
+        messages) but counted for barge-in."""
+        self.history.filler(text)
+        return self._say(text, cacheable=True)
+
     def _say(self, text: str, *, ours: bool = False, cacheable: bool | None = None) -> Say:
         """A Say, recorded. ``ours``: not the model's words, so it joins the history here
         (the model's join it per answer); ``cacheable`` (default: ``ours``): a fixed text
         whose audio the prompt cache may keep."""
         if ours:
             self.history.assistant([text])
+        self._patience.said()
         self._record(EventKind.AGENT, text=text)
         return Say(text, interruptible=True, cacheable=ours if cacheable is None else cacheable)
 
@@ -422,6 +540,14 @@ class LlmBrain:
 
     def _record(self, kind: EventKind, **data: Any) -> None:
         self.events.append(BrainEvent(kind, self._ctx.clock(), STATE, data))
+
+
+async def _next_chunk(stream: AsyncIterator[LLMChunk]) -> LLMChunk | None:
+    """The stream's next chunk, None at its end (a task cannot end in StopAsyncIteration)."""
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
 
 
 def _conforms(brain: LlmBrain) -> Brain:

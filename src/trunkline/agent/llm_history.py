@@ -21,12 +21,15 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAX_HISTORY_MESSAGES", "ChatHistory", "valid_message"]
+__all__ = ["INTERRUPTED_NOTE", "MAX_HISTORY_MESSAGES", "ChatHistory", "valid_message"]
 
 #: Messages kept: a long call's early turns matter less than a bounded request size and
 #: cost (a turn is 2 to 4 messages, so this is the last 30 to 60 turns).
 MAX_HISTORY_MESSAGES = 120
 _ROLES = ("user", "assistant", "tool")
+#: Appended, in the request only, to an assistant message the caller cut off. In
+#: brackets, as a transcript would note it, so the model reads it as an annotation.
+INTERRUPTED_NOTE = " [the caller interrupted here]"
 
 
 @dataclass(slots=True)
@@ -69,6 +72,19 @@ class ChatHistory:
     def tool(self, call_id: str, content: str) -> None:
         self.messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
 
+    def answer_missing(self, content: str) -> None:
+        """Answer, with ``content``, the latest tool calls that have no answer yet."""
+        for i in range(len(self.messages) - 1, -1, -1):
+            message = self.messages[i]
+            if message["role"] == "assistant" and message.get("tool_calls"):
+                answered = {m.get("tool_call_id") for m in self.messages[i + 1 :]}
+                for call in message["tool_calls"]:
+                    if call.get("id") not in answered:
+                        self.tool(str(call.get("id")), content)
+                return
+            if message["role"] == "user":
+                return
+
     def interrupted(self, played_text: str) -> None:
         """Cut the latest turn's spoken messages to the words that were played."""
         left = len(played_text.split())
@@ -84,9 +100,24 @@ class ChatHistory:
             if heard:
                 kept.setdefault(key, []).append(" ".join(heard))
         for key, message in touched.items():
-            message["content"] = " ".join(kept.get(key, [])) or None
+            content = " ".join(kept.get(key, [])) or None
+            if content != message.get("content"):
+                message["interrupted"] = True
+            message["content"] = content
         self.messages = [m for m in self.messages if not _empty_assistant(m)]
         self._spoken = []
+
+    def request(self) -> list[dict[str, Any]]:
+        """The messages as a chat request takes them: interrupted ones carry
+        ``INTERRUPTED_NOTE`` instead of the flag (other messages are shared, not copied)."""
+        out: list[dict[str, Any]] = []
+        for message in self.messages:
+            if message.get("interrupted"):
+                message = {k: v for k, v in message.items() if k != "interrupted"}
+                if message.get("content"):
+                    message["content"] += INTERRUPTED_NOTE
+            out.append(message)
+        return out
 
     def last_question(self) -> str | None:
         """The last sentence the agent said, if it was a question (to ask again)."""
@@ -135,6 +166,8 @@ def valid_message(message: Any) -> bool:
     if message["role"] == "user":
         return isinstance(content, str)
     calls = message.get("tool_calls")
-    return (content is None or isinstance(content, str)) and (
-        calls is None or isinstance(calls, list)
+    return (
+        (content is None or isinstance(content, str))
+        and (calls is None or isinstance(calls, list))
+        and isinstance(message.get("interrupted", False), bool)
     )

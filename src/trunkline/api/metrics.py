@@ -82,9 +82,10 @@ class RuntimeMetrics:
         self.turn_latency = r.histogram(
             "trunkline_turn_latency_seconds",
             "Stages of a caller's turn: asr (end of speech to ASR final), brain (to the "
-            "first brain output), tts (to the first TTS audio), send (to the first frame "
-            "handed to the leg), total (end of speech to that frame). Observed when the "
-            "call ends; a stage that overlapped the one before counts as 0.",
+            "first brain output), tts (to the TTS provider's first audio), send (to the "
+            "leg sending its first frame: queued behind earlier audio, the pacer's tick), "
+            "total (end of speech to that frame). Observed when the call ends; a stage "
+            "that overlapped the one before counts as 0.",
             ["stage"],
             buckets=LATENCY_BUCKETS,
         )

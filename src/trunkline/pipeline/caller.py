@@ -106,6 +106,9 @@ class CallerInput(Processor):
         self.busy = False
         self.ending = False
         self.barge_ins: list[tuple[int, str]] = []
+        #: Called with the played text in the frame of each barge-in (the conversation
+        #: cancels a streaming turn there).
+        self.on_barge_in: Callable[[str], None] = lambda played: None
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
         self._utterance: Utterance | None = None
         self._partial = ""  # the latest partial hypothesis of the open utterance
@@ -184,6 +187,7 @@ class CallerInput(Processor):
         self.barge_ins.append((frame, played))
         self.journal.count("barge_ins")
         self._submit(TurnInput(Interrupted(played), "barge_in"))
+        self.on_barge_in(played)
         return True
 
     def _end_utterance(self, end: Endpoint, n: int) -> None:

@@ -17,6 +17,12 @@ speech, ASR final, first brain output, first TTS audio, first outbound frame, al
 one monotonic clock, in seconds since the call started), and the session is
 checkpointed in the background (:mod:`.checkpoint`).
 
+A barge-in while a turn is still running asks the brain (``on_barge_in``, if it has
+one) whether to cancel the turn: the LLM brain says yes while its answer streams, so
+the chat request is closed in the frame that confirmed the caller's speech and nothing
+more of the answer is spoken; the ``Interrupted`` input that follows tells the brain
+what was heard. The flow brain has no such hook, and its turn runs on.
+
 When the call ends the record goes to the ``RecordSink`` (a ``RecordWriter``: it never
 blocks). Cancelling :meth:`run` is treated as the worker going away: the record is
 submitted with the outcome ``abandoned`` and the session is kept for a takeover.
@@ -118,6 +124,7 @@ class Conversation:
             asr=asr, call_id=leg.call_id, vad=self.vad, speaker=self.speaker,
             journal=self.journal, clock=clock, t0=self.t0, log=self.log,
         )  # fmt: skip
+        self.caller.on_barge_in = self._on_barge_in
         self.pipeline = Pipeline(self.vad, self.caller, on_error=self._pipeline_failed)
         self.checkpoints = Checkpointer(
             sessions,
@@ -129,6 +136,7 @@ class Conversation:
         )
         self._resume = resume
         self._turn_no = 0
+        self._turn_task: asyncio.Task[None] | None = None
 
     @property
     def turns(self) -> int:
@@ -158,13 +166,18 @@ class Conversation:
     async def _run_turns(self) -> None:
         item: TurnInput | None = None  # None: the opening turn (start or resume)
         while True:
-            turn = asyncio.create_task(self._turn(item))
+            turn = self._turn_task = asyncio.create_task(self._turn(item))
             waits: set[asyncio.Future[Any]] = {turn, self.leg.closed}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._turn_task = None
             if not turn.done():  # the caller hung up mid-turn
                 await cancel_and_wait(turn)
                 return
-            if turn.exception() is not None:  # a bug: keep the call, wait for the caller
+            if turn.cancelled():  # a barge-in cut it; the Interrupted input comes next
+                self.journal.count("turns_cut")
+            elif turn.exception() is not None:  # a bug: keep the call, wait for the caller
                 self.journal.count("turn_errors")
                 self.log.error("turn failed", exc_info=turn.exception())
                 self.caller.maybe_arm_no_input()
@@ -250,6 +263,21 @@ class Conversation:
         self.speaker.say(bye, Say(TRANSFER_FAILED_TEXT, interruptible=False))
         self.speaker.end(bye)
         await self._finish_call(Hangup("transfer failed"), bye)
+
+    def _on_barge_in(self, played: str) -> None:
+        """In the frame of a barge-in: a brain that streams its answer (the LLM) may have
+        the turn cancelled, so nothing more of it is spoken or even generated."""
+        turn = self._turn_task
+        hook = getattr(self.brain, "on_barge_in", None)
+        if turn is None or turn.done() or hook is None:
+            return
+        try:
+            cancel = bool(hook(played))
+        except Exception:  # a brain must not raise; the turn then runs on
+            self.log.exception("brain.on_barge_in raised")
+            return
+        if cancel:
+            turn.cancel()
 
     def _on_played(self) -> None:
         self.caller.maybe_arm_no_input()

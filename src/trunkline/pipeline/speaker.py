@@ -19,9 +19,15 @@ has its length estimated from its words. A reply whose turn is still running (th
 is waiting on a tool) stays open: what that turn says after the barge-in is new, and is
 spoken.
 
-Timings: a reply's ``first_tts_audio`` and ``first_outbound_packet`` are both taken when
-its first chunk reaches the leg (the chunk is handed over the moment the TTS yields it;
-the leg puts it on the wire at its next 20 ms tick).
+Timings: a reply's ``first_tts_audio`` is taken when the TTS yields its first chunk (or
+the prompt cache has it), and ``first_outbound_packet`` when the leg sends that chunk's
+first frame. The leg tells us through a mark queued just before the frame (``first:``):
+an RTP leg reports a mark in the pacer tick that passes it, right before it sends the
+frame after it; a WebSocket leg writes the mark and then the ``media`` message in the
+same tick, and reports it when the peer echoes it, which Twilio does once what was
+queued before it has played, so there the stamp is the write plus the round trip (and
+any audio of an earlier reply still playing at the peer). The difference between the
+two is the queue: audio of an earlier sentence or reply still waiting to be played.
 
 TTS failures never stop a reply: the provider's ``synthesize`` retries and times out by
 itself (retryability is decided there, in one place); a sentence whose synthesis still
@@ -145,6 +151,7 @@ class Reply:
     added: int = 0  # sentences ever added (numbers the marks)
     cuts: int = 0  # barge-ins into this reply
     task: asyncio.Task[None] | None = None
+    first_mark: str | None = None  # queued before the first frame, not yet reported
 
 
 class Speaker:
@@ -249,6 +256,7 @@ class Speaker:
             return ""
         heard = self._heard(self.leg.queued_frames)
         for reply in self._replies:
+            reply.first_mark = None  # clear() reports it, but its frame was never sent
             if reply.task is not None:
                 reply.task.cancel()
                 reply.task = None
@@ -262,6 +270,14 @@ class Speaker:
 
     def on_mark(self, name: str) -> None:
         """A ``MarkReached`` from the leg."""
+        if name.startswith("first:"):
+            for reply in self._replies:
+                if reply.first_mark == name:
+                    reply.first_mark = None
+                    if reply.timing is not None and reply.timing.first_outbound_packet is None:
+                        reply.timing.first_outbound_packet = round(self.clock() - self.t0, 4)
+                    return
+            return
         if not name.startswith("say:"):
             return
         for reply in self._replies:
@@ -365,8 +381,8 @@ class Speaker:
             return
         timing = reply.timing
         if timing is not None and timing.first_tts_audio is None:
-            now = round(self.clock() - self.t0, 4)
-            timing.first_tts_audio = now
-            timing.first_outbound_packet = now  # handed to the leg now; sent on its next tick
+            timing.first_tts_audio = round(self.clock() - self.t0, 4)
+            reply.first_mark = f"first:{reply.id}"
+            self.leg.mark(reply.first_mark)  # reported as the frame after it is sent
         self.leg.send_audio(pcm)
         sentence.frames += -(-len(pcm) // FRAME_BYTES)

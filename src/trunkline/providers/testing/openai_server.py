@@ -19,7 +19,8 @@ Faults (``fail(kind, after=n)``, one per request): ``status`` (e.g. 500, 429 wit
 ``Retry-After``), ``hang`` (no answer), ``stall``, ``garbage`` (a ``data:`` line that
 is not JSON; for speech, a 200 with a JSON body), ``cut`` (connection dropped) and
 ``truncate`` (clean end, no ``[DONE]``), after ``n`` tokens (chat) or bytes (speech).
-A wrong API key answers 401 as OpenAI does.
+A wrong API key answers 401 as OpenAI does. ``client_gone`` counts chat streams whose
+client closed the connection before the end (a barge-in cancelling the request).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class OpenAIServer(LocalServer):
         self.speech_chunk_bytes = max(1, speech_chunk_bytes)
         self.speech_first_byte_delay = speech_first_byte_delay
         self.requests: list[RecordedRequest] = []
+        self.client_gone = 0
         self._chats = 0
 
     @property
@@ -228,12 +230,26 @@ class OpenAIServer(LocalServer):
             }  # fmt: skip
             return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
+        try:
+            await self._stream_chat(request, response, reply, fault, event)
+        except ConnectionResetError:  # the client went away mid-stream
+            self.client_gone += 1
+        return response
+
+    async def _stream_chat(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        reply: ChatReply,
+        fault: Fault | None,
+        event: Callable[..., bytes],
+    ) -> None:
         await response.write(event({"role": "assistant", "content": ""}))
         await asyncio.sleep(self.first_token_delay)
         sent = 0
         for delta in self._deltas(reply):
             if await self._fault_now(request, response, fault, sent):
-                return response
+                return
             if fault is not None and fault.kind == "garbage" and fault.after == sent:
                 await response.write(b"data: {not json\n\n")
             if sent and self.token_delay:
@@ -241,11 +257,10 @@ class OpenAIServer(LocalServer):
             await response.write(event(delta))
             sent += 1
         if await self._fault_now(request, response, fault, sent):
-            return response
+            return
         await response.write(event({}, "tool_calls" if reply.tool_calls else "stop"))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-        return response
 
     def _deltas(self, reply: ChatReply) -> list[dict[str, Any]]:
         deltas: list[dict[str, Any]] = [{"content": t} for t in _TOKEN.findall(reply.text)]
