@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 from trunkline.media.audio import SAMPLE_RATE
 from trunkline.rtp.g711 import alaw_decode, ulaw_decode
-from trunkline.rtp.seq import seq_distance
 
 #: A sample this loud (of 32,768) is speech energy: -36 dBFS, far above G.711's idle
 #: codes (u-law 0xFF/0x7F decode to 0, A-law 0xD5 to 8) and above the noise floor of a
@@ -142,9 +141,22 @@ class Ear:
         return self._hangover
 
 
+#: A forward jump of this many sequence numbers or more is a restart, not loss (RFC 3550
+#: A.1's MAX_DROPOUT).
+MAX_DROPOUT = 3000
+#: A packet at most this far behind is reordered, not a restart (A.1's MAX_MISORDER).
+MAX_MISORDER = 100
+#: Transit differences this large (10 s, in samples) are a timestamp jump, not jitter.
+_TS_JUMP = SAMPLE_RATE * 10
+
+
 @dataclass(slots=True)
 class RtpReceiveStats:
     """RFC 3550 receiver statistics for one SSRC, plus loss bursts for the E-model.
+
+    ``expected`` spans the lowest to the highest sequence number heard (A.3): unlike
+    A.1's base, the lowest moves back for a packet that was overtaken by the first
+    one heard, so jitter that reorders the start of a stream is not counted as loss.
 
     Attributes:
         received: packets that arrived (duplicates included, as RFC 3550 counts them).
@@ -173,18 +185,28 @@ class RtpReceiveStats:
             self._base = self._max = seq
             self._transit = None
         else:
-            step = seq_distance(seq, self._max & 0xFFFF)
-            if 0 < step < 3000:
-                if step > 1:
-                    self.bursts += 1
-                    self.lost_in_bursts += step - 1
-                self._max += step
-            # older or wildly out-of-range packets change neither max nor bursts
+            top = self._max
+            # seq_distance inlined: this runs for every packet of every call.
+            step = ((seq - top + 0x8000) & 0xFFFF) - 0x8000
+            if step == 1:
+                self._max = top + 1
+            elif 0 < step < MAX_DROPOUT:
+                self.bursts += 1
+                self.lost_in_bursts += step - 1
+                self._max = top + step
+            elif -MAX_MISORDER < step < 0 and top + step < self._base:
+                # Older than the first packet (reordered at the start): the stream
+                # began earlier than we thought, and the packet is not a loss.
+                self._base = top + step
+            # duplicates, and wildly out-of-range packets, change neither max nor bursts
         transit = arrival_s * SAMPLE_RATE - ts
-        if self._transit is not None:
-            d = abs(transit - self._transit)
-            if d < SAMPLE_RATE * 10:  # a timestamp jump is not jitter
-                self.jitter += (d - self.jitter) / 16
+        previous = self._transit
+        if previous is not None:
+            d = transit - previous
+            if d < 0:
+                d = -d
+            if d < _TS_JUMP:  # a timestamp jump is not jitter
+                self.jitter += (d - self.jitter) * 0.0625  # A.8: gain 1/16
         self._transit = transit
 
     @property

@@ -27,7 +27,7 @@ from typing import Any
 
 from trunkline.lab.ear import ALAW_LOUD, ULAW_LOUD, Ear, RtpReceiveStats
 from trunkline.lab.netem import PacketScheduler
-from trunkline.media.audio import FRAME_SAMPLES
+from trunkline.media.audio import FRAME_SAMPLES, FRAME_SECONDS
 from trunkline.net.rtp_leg import _SEQ_TS_SSRC, SipRtpLeg
 from trunkline.net.ws_client import WsMediaCaller
 from trunkline.rtp.errors import RtpProtocolError
@@ -37,6 +37,11 @@ from trunkline.sdp.offer_answer import NegotiatedMedia
 #: The codecs' silence: u-law 0xFF and A-law 0xD5 both decode to (nearly) zero.
 ULAW_SILENCE = b"\xff" * FRAME_SAMPLES
 ALAW_SILENCE = b"\xd5" * FRAME_SAMPLES
+#: A packet the network emulator holds goes out when it is due within this much: half
+#: of uvloop's timer resolution, so a wake-up it rounds to "now" still finds it due.
+NETEM_SLACK_S = 0.0005
+#: Ticks further apart than this (1.5 frames) had an idle tick between them.
+RUN_GAP_S = 0.03
 
 
 class LabRtpLeg(SipRtpLeg):
@@ -101,11 +106,17 @@ class LabRtpLeg(SipRtpLeg):
         self._send_due()
 
     def _send_due(self) -> None:
-        """Send what the network emulator lets through by now; wake for the next one."""
+        """Send what the network emulator lets through by now; wake for the next one.
+
+        uvloop keeps timers in whole milliseconds, rounded to the nearest: a wake-up
+        asked for 0.4 ms ahead fires at once, finds nothing due and, re-armed, would
+        spin the loop until the packet's time. So packets due within ``NETEM_SLACK_S``
+        go now: a packet leaves at most half a millisecond early, never in a spin.
+        """
         netem = self.netem
         if netem is None or self.sock is None:
             return
-        for _, packet in netem.pop_due(monotonic()):
+        for _, packet in netem.pop_due(monotonic() + NETEM_SLACK_S):
             self._send(packet)
         due = netem.next_due()
         if self._netem_timer is not None:
@@ -122,7 +133,15 @@ class LabRtpLeg(SipRtpLeg):
 
 
 class LabWsCaller(WsMediaCaller):
-    """A Media Streams caller: pre-encoded u-law out, an ear on the played-out audio."""
+    """A Media Streams caller: pre-encoded u-law out, an ear on the played-out audio.
+
+    Audio is played out on the caller's own 20 ms tick, as Twilio plays an app's audio
+    in real time. But the tick's phase is the lab's, not the agent's: a frame that
+    reaches an idle line would wait 0-20 ms for the tick, and the ear would add that
+    wait to the agent's latency. So the ear hears a run of audio (frames played on
+    consecutive ticks) from the arrival of its first frame on, 20 ms per frame: the
+    playout's real-time pace, without the lab's tick phase.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -130,17 +149,25 @@ class LabWsCaller(WsMediaCaller):
         self.silence = ULAW_SILENCE
         self.codec = "PCMU"
         self.rx = RtpReceiveStats()  # stays empty: a WebSocket has no packets to lose
+        self._arrived = 0.0  # when the first frame queued on an idle line arrived
+        self._last_tick = -1.0  # the tick that last played a frame
+        self._shift = 0.0  # the current run's tick minus its first frame's arrival
 
     def _outbound_payload(self) -> bytes:
         return self.next_outbound() or self.silence  # already u-law
 
     def _play(self, now: float, frame: bytes) -> None:
-        self.ear.hear(now, frame)
+        if now - self._last_tick > RUN_GAP_S:  # the line was idle: a new run starts
+            self._shift = min(FRAME_SECONDS, max(0.0, now - self._arrived))
+        self._last_tick = now
+        self.ear.hear(now - self._shift, frame)
 
     def _on_media(self, payload: bytes) -> None:
         # Kept as u-law; a short last piece is played as it is (no padding, which in
         # u-law would not even be silence).
         play = self._playout
+        if not play:
+            self._arrived = monotonic()
         if len(payload) == FRAME_SAMPLES:
             play.append(payload)
         else:
