@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent",
         action="append",
         metavar="[MATCH=]SPEC.yaml",
-        help="run this voice agent (a flow spec) instead of --app. Repeat it to route by "
+        help="run this voice agent (a flow or llm spec) instead of --app. Repeat it to route by "
         "number: MATCH is the dialled number or name (SIP: Request-URI or To user part; "
         "WebSocket: /media/MATCH or the 'to' parameter); the agent given without MATCH "
         "takes the other calls, and without one they are refused",
@@ -170,12 +171,15 @@ async def _serve_agent(
     The options are checked (syntax, MATCH given twice, two agents without MATCH) and
     every spec loaded before anything starts; any problem is one message and exit 2.
     Providers and stores that cannot start are reported the same way; a TTS that starts
-    but cannot speak is reported and the server runs anyway.
+    but cannot speak, and a ``brain: llm`` agent's chat model (built from its spec's
+    ``llm:`` block, :mod:`trunkline.runtime.llm_setup`) that has no key or does not
+    answer, are reported (stderr, ``/health``) and the server runs anyway.
     """
     from trunkline.agent import AgentError, AgentSpec, load_agent_spec
     from trunkline.api.metrics import RuntimeMetrics
     from trunkline.apps.agent import agents_runtime
     from trunkline.providers.errors import ProviderError
+    from trunkline.runtime.llm_setup import build_llms, probe_llms
     from trunkline.runtime.routing import Route, Router, RoutingError, parse_agent_option
     from trunkline.runtime.server import Server
     from trunkline.runtime.stores import RecordStoreError
@@ -199,6 +203,7 @@ async def _serve_agent(
     )
     metrics = RuntimeMetrics()
     asr, tts = providers(metrics.providers)
+    llms = build_llms(specs, metrics.providers, os.environ)
     async with AsyncExitStack() as stack:
         try:
             runtime = await stack.enter_async_context(
@@ -210,6 +215,7 @@ async def _serve_agent(
                     spool_dir=args.spool_dir,
                     demo_crm=args.demo_crm,
                     metrics=metrics,
+                    llms=[setup.llm if setup is not None else None for setup in llms],
                 )
             )
         except ProviderError as exc:
@@ -219,6 +225,7 @@ async def _serve_agent(
             print(f"trunkline: cannot start {names}: {exc}", file=sys.stderr)
             return 2
         await _probe_tts(tts)
+        await probe_llms(llms, metrics.health)  # logs a warning for each one that is down
         apps: list[Route[CallHandler]] = [
             Route(route.match, app, route.label)
             for route, app in zip(routes, runtime.apps, strict=True)

@@ -177,3 +177,21 @@ def test_calls_pacer_and_writer_read_at_scrape_time() -> None:
 
     live["ws"] = 0
     assert scrape(m)["trunkline_active_calls"].value(transport="ws") == 0  # read afresh
+
+
+def test_provider_health_follows_the_requests() -> None:
+    m = RuntimeMetrics()
+    collector = m.providers
+    m.health.report("llm:a", up=False, detail="unreachable at start")
+    assert not m.health.all_up
+    error = ProviderError("boom", provider="tts", retryable=True)
+    collector.request_error("tts", "tts", error, attempt=1, retrying=True)
+    assert "tts" not in m.health.states()  # a retry is coming: not down yet
+    collector.request_error("tts", "tts", error, attempt=2, retrying=False)
+    collector.first_byte("llm:a", "llm", 0.2)  # the model answered after all
+    assert m.health.as_dict() == {
+        "llm:a": {"up": True, "detail": ""},
+        "tts": {"up": False, "detail": "boom"},
+    }
+    family = scrape(m)["trunkline_provider_up"]
+    assert family.value(provider="llm:a") == 1 and family.value(provider="tts") == 0

@@ -205,10 +205,18 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class LlmSpec:
+    """The chat model of a ``brain: llm`` agent. The connection fields (``base_url``,
+    ``api_key_env``, the timeouts) are read by ``trunkline serve`` to build the model;
+    empty or None means the provider's default."""
+
     model: str
     system_prompt: str
     tools: tuple[str, ...]
     temperature: float
+    base_url: str = ""  # an OpenAI-compatible API root (.../v1); "" for OpenAI's
+    api_key_env: str = ""  # the environment variable holding the key; "" for OPENAI_API_KEY
+    first_token_timeout_ms: int | None = None
+    idle_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)

@@ -10,6 +10,7 @@ dictionary) are checked in a second pass, when every name is known.
 from __future__ import annotations
 
 import os
+import re
 from types import MappingProxyType
 from typing import Any
 
@@ -50,6 +51,10 @@ _TOP_KEYS = {
 _STATE_KEYS = {
     "prompt", "reprompt", "intents", "slots", "dtmf", "on_enter", "on_filled", "silence_ms",
     "no_input_ms", "barge_in",
+}  # fmt: skip
+_LLM_KEYS = {
+    "model", "system_prompt", "tools", "temperature", "base_url", "api_key_env",
+    "first_token_timeout_ms", "idle_timeout_ms",
 }  # fmt: skip
 _VERBS = ("say", "tool", "goto", "transfer", "hangup", "if")
 _VERB_EXTRAS = {
@@ -154,9 +159,7 @@ class _SpecBuilder:
         m = b.mapping(path, value)
         if m is None:
             return None
-        b.keys(
-            path, m, {"model", "system_prompt", "tools", "temperature"}, {"model", "system_prompt"}
-        )
+        b.keys(path, m, _LLM_KEYS, {"model", "system_prompt"})
         tools = b.list_of(path + ("tools",), m.get("tools", []))
         names = tuple(t for i, t in enumerate(tools) if b.text((*path, "tools", i), t) is not None)
         for i, tool in enumerate(names):
@@ -169,11 +172,25 @@ class _SpecBuilder:
         ):
             b.err((*path, "temperature"), "expected a number from 0 to 2")
             temperature = 0.3
+        base_url = b.text((*path, "base_url"), m.get("base_url"), default="")
+        if base_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", base_url):
+            b.err((*path, "base_url"), "expected an http:// or https:// URL")
+        key_env = b.text((*path, "api_key_env"), m.get("api_key_env"), default="")
+        if key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+            b.err((*path, "api_key_env"), "expected the name of an environment variable")
         return LlmSpec(
             model=b.text((*path, "model"), m.get("model"), default=""),
             system_prompt=b.text((*path, "system_prompt"), m.get("system_prompt"), default=""),
             tools=names,
             temperature=float(temperature),
+            base_url=base_url,
+            api_key_env=key_env,
+            first_token_timeout_ms=b.integer(
+                (*path, "first_token_timeout_ms"), m.get("first_token_timeout_ms"), 100, 60_000
+            ),
+            idle_timeout_ms=b.integer(
+                (*path, "idle_timeout_ms"), m.get("idle_timeout_ms"), 100, 60_000
+            ),
         )
 
     def _policy(self, key: str, value: Any, default_timeout: int) -> RepromptPolicy:

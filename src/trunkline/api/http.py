@@ -1,6 +1,7 @@
 """HTTP API routes of ``trunkline serve``.
 
-- ``GET /health``: 200 with the process's call counts while it serves.
+- ``GET /health``: 200 with the process's call counts while it serves, and each
+  provider's state (``status`` is ``degraded`` while one is down, see :mod:`.health`).
 - ``GET /calls``: the calls in progress, SIP and WebSocket (transport, from, to, started).
 - ``GET /calls/recent``: summaries of the calls that ended (newest last): DTMF digits
   received, who hung up and why, RTP packet counts.
@@ -41,8 +42,15 @@ SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
 
 async def health(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
+    providers = server.metrics.health
     return web.json_response(
-        {"status": "ok", "active_calls": server.active_calls, "sip_calls": server.sip.active}
+        {
+            # 200 either way: the server serves; "degraded" says a provider is down.
+            "status": "ok" if providers.all_up else "degraded",
+            "active_calls": server.active_calls,
+            "sip_calls": server.sip.active,
+            "providers": providers.as_dict(),
+        }
     )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from trunkline.aio import cancel_and_wait
+from trunkline.api.health import ProviderHealth
 from trunkline.api.prometheus import (
     CallbackCollector,
     Family,
@@ -115,6 +116,8 @@ class RuntimeMetrics:
         )
         self.loop_monitor = LoopLagMonitor(self.loop_lag.labels())
         r.add_collector(CallbackCollector(self._loop_max_family))
+        self.health = ProviderHealth()
+        r.add_collector(CallbackCollector(self._provider_up_family))
         self.providers = ProviderCollector(self)
 
     # --- pushed -------------------------------------------------------------------------
@@ -196,6 +199,16 @@ class RuntimeMetrics:
             total.samples.append(("", {"transport": transport, "outcome": "refused"}, n))
         return [active, total]
 
+    def _provider_up_family(self) -> Iterable[Family]:
+        family = Family(
+            "trunkline_provider_up",
+            "1 when the provider's last check or request worked, 0 when it failed.",
+            "gauge",
+        )
+        for label, state in sorted(self.health.states().items()):
+            family.samples.append(("", {"provider": label}, 1 if state.up else 0))
+        return [family]
+
     def _loop_max_family(self) -> Iterable[Family]:
         return [
             Family(
@@ -229,18 +242,22 @@ class ProviderCollector(ProviderMetrics):
         self._requests = metrics.provider_requests
         self._errors = metrics.provider_errors
         self._first_byte = metrics.provider_first_byte
+        self._health = metrics.health
 
     def request_started(self, provider: str, operation: str, attempt: int) -> None:
         self._requests.labels(provider, operation).inc()
 
     def first_byte(self, provider: str, operation: str, latency: float) -> None:
         self._first_byte.labels(provider, operation).observe(latency)
+        self._health.report(provider, up=True)
 
     def request_error(
         self, provider: str, operation: str, error: ProviderError, *, attempt: int, retrying: bool
     ) -> None:
         retryable = "true" if error.retryable else "false"
         self._errors.labels(provider, operation, retryable).inc()
+        if not retrying:
+            self._health.report(provider, up=False, detail=str(error))
 
 
 class LoopLagMonitor:

@@ -253,6 +253,7 @@ async def agents_runtime(
     vad_mode: int = 2,
     metrics: RuntimeMetrics | None = None,
     llm: LLM | None = None,
+    llms: Sequence[LLM | None] | None = None,
 ) -> AsyncIterator[AgentRuntime]:
     """Everything ``specs`` need to answer calls, started; stopped again on exit.
 
@@ -262,15 +263,20 @@ async def agents_runtime(
     :class:`~trunkline.runtime.stores.RecordWriter` on SQLite at ``records_db`` that
     spools to ``spool_dir``, all shared by the agents. Yields their apps, for
     ``Server`` (records pass through ``metrics`` on their way to the writer). The
-    ``brain: llm`` agents share ``llm``, which is closed on exit like the providers.
+    ``brain: llm`` agents share ``llm``, or each has its own in ``llms`` (one entry per
+    spec, None for flow agents: ``trunkline serve`` builds them from the specs); the
+    models are closed on exit like the providers.
 
     Raises:
         AgentUsageError: a ``brain: llm`` agent and no ``llm`` (before anything starts).
         RecordStoreError: the spool cannot be opened.
         ProviderError: a provider failed to start.
     """
-    for spec in specs:
-        check_llm(spec, llm)
+    models = list(llms) if llms is not None else [llm] * len(specs)
+    if len(models) != len(specs):
+        raise AgentUsageError(f"{len(specs)} specs but {len(models)} chat models")
+    for spec, model in zip(specs, models, strict=True):
+        check_llm(spec, model)
     async with AsyncExitStack() as stack:
         values = dict(variables or {})
         if demo_crm:
@@ -281,8 +287,8 @@ async def agents_runtime(
         tools = await stack.enter_async_context(ToolRunner())
         await stack.enter_async_context(asr)
         await stack.enter_async_context(tts)
-        if llm is not None:
-            await stack.enter_async_context(llm)
+        for model in {id(m): m for m in models if m is not None}.values():
+            await stack.enter_async_context(model)
         store = sessions if sessions is not None else MemorySessionStore()
         stack.push_async_callback(store.aclose)
         writer = RecordWriter(SqliteRecordBackend(records_db), spool_dir=Path(spool_dir))
@@ -303,9 +309,9 @@ async def agents_runtime(
                 context_factory=context,
                 sessions=store,
                 records=records,
-                llm=llm,
+                llm=model,
                 vad_mode=vad_mode,
             )
-            for spec in specs
+            for spec, model in zip(specs, models, strict=True)
         ]
         yield AgentRuntime(apps, writer)

@@ -57,6 +57,8 @@ MAX_TOOL_CALLS = 16
 #: Longest arguments text of one call (a CRM lookup's arguments are a few dozen bytes).
 MAX_ARGUMENTS_CHARS = 64 * 1024
 _DONE = "[DONE]"
+#: Longest wait for the start-up check: a server start must not hang on a dead API.
+PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(slots=True)
@@ -185,6 +187,23 @@ class OpenAILLM(LLM):
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._owns_client = client is None
         self._client = client if client is not None else default_client()
+
+    async def probe(self, limit_s: float = PROBE_TIMEOUT_S) -> str | None:
+        """Check at start that the API answers and takes the key: None when it does,
+        else what is wrong (for a log line and ``/health``; never raises).
+
+        ``GET {base_url}/models`` costs no tokens. Any answer but 401 or 403 counts as
+        reachable: a local server without that route (404) is still up.
+        """
+        url = self._url.removesuffix("/chat/completions") + "/models"
+        headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
+        try:
+            response = await self._client.get(url, headers=headers, timeout=limit_s)
+        except httpx.HTTPError as exc:
+            return f"{url} is unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
+        if response.status_code in (401, 403):
+            return f"{url} refused the API key (HTTP {response.status_code})"
+        return None
 
     async def aclose(self) -> None:
         """Close the HTTP client if we made it."""
