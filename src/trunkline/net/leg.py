@@ -16,6 +16,14 @@ puts it on the wire, so apps may produce audio in bursts (TTS renders faster tha
 time) and barge-in is a matter of ``clear()`` dropping the queue.
 
 All PCM is 8 kHz 16-bit mono little-endian, 20 ms per frame (:mod:`trunkline.media.audio`).
+
+One shortcut is part of the contract: ``loop_back()`` asks the leg to send every inbound
+frame straight back (an echo, or a test line). By default that is a sink that queues each
+frame it is given, so it behaves exactly like an app doing the same; a leg whose wire
+format is the same both ways (RTP with one codec) may skip the decode and the re-encode
+and send the received payload back as it is, as long as the caller hears the same
+thing: the same frames in the same order, with silence for lost frames, DTMF and marks
+as before. An app that wants the PCM attaches a sink instead.
 """
 
 from __future__ import annotations
@@ -117,6 +125,15 @@ class MediaLeg(abc.ABC):
         """Start delivering inbound audio and events to ``sink``."""
         self.sink = sink
 
+    def loop_back(self) -> None:
+        """Send every inbound frame back to the caller, in the tick it is delivered.
+
+        Replaces any sink. Audio queued with ``send_audio`` still plays, in order with
+        the echoed frames. Legs may implement this without decoding (see the module
+        notes); what the caller hears is the same either way.
+        """
+        self.attach(LoopbackSink(self))
+
     def send_audio(self, pcm: bytes) -> None:
         """Queue PCM for playout; any length, cut into 20 ms frames (a short tail is padded)."""
         if self.closed.done():
@@ -184,6 +201,21 @@ class MediaLeg(abc.ABC):
 
     async def wait_closed(self) -> Hangup:
         return await self.closed
+
+
+class LoopbackSink:
+    """A sink that queues every inbound frame on its own leg, and ignores events."""
+
+    __slots__ = ("out",)
+
+    def __init__(self, leg: MediaLeg) -> None:
+        self.out = leg.out
+
+    def on_audio(self, pcm: bytes) -> None:
+        self.out.append(pcm)  # frames from a leg are always whole 20 ms frames
+
+    def on_event(self, event: LegEvent) -> None:
+        return None  # DTMF and hangup are recorded by the leg itself
 
 
 CallHandler = Callable[[MediaLeg], Awaitable[None]]

@@ -13,6 +13,13 @@ Because step 2 follows step 1 in the same tick, an app that answers a frame at o
 echo app) adds no pacing delay. Nothing here creates a task, and per packet only the
 bytes objects that must exist are allocated.
 
+When the app looped the leg back (``MediaLeg.loop_back``, the echo app) and nothing else
+is queued, a tick sends the popped payload on as it came: no PCM is made, since decoding
+and re-encoding G.711 would give the same bytes. Anything out of the ordinary (a lost
+frame, queued audio or marks, DTMF, hold, packets that are not 20 ms) takes the general
+path, so the caller hears exactly what a decoding echo would send (a test compares the
+two byte for byte).
+
 Symmetric RTP (RFC 4961): we send to the address in the SDP until the first packet
 arrives, then follow its source, which is what phones behind NAT need.
 
@@ -38,7 +45,7 @@ from time import monotonic
 from typing import Protocol
 
 from trunkline.media.audio import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SILENCE_FRAME
-from trunkline.net.leg import Dtmf, LegInfo, MediaLeg, TransferResult
+from trunkline.net.leg import Dtmf, LegInfo, LoopbackSink, MediaLeg, MediaSink, TransferResult
 from trunkline.net.pacer import Pacer
 from trunkline.rtp import g711
 from trunkline.rtp.dtmf import DtmfReceiver, DtmfSender
@@ -129,7 +136,13 @@ class SipRtpLeg(MediaLeg):
         self._dtmf_packets: deque[tuple[bytes, bool, int]] = deque()
         self._dtmf_start_ts = 0
         self._dtmf_ticks = 0
+        self._loopback = False  # the sink is a LoopbackSink of this leg (see on_tick)
         self.apply_media(media)
+
+    def attach(self, sink: MediaSink) -> None:
+        """Deliver to ``sink``; a ``LoopbackSink`` of this leg turns on the echo fast path."""
+        super().attach(sink)
+        self._loopback = type(sink) is LoopbackSink and sink.out is self.out  # not a subclass
 
     def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
         """Send a DTMF digit: RFC 4733 events when the peer accepted telephone-event,
@@ -341,6 +354,18 @@ class SipRtpLeg(MediaLeg):
             if not self._carry:
                 payload = self.jitter.pop()
                 if payload is not None and len(payload) == FRAME_SAMPLES:
+                    if (
+                        self._loopback
+                        and not self.out
+                        and self._may_send
+                        and not self._dtmf_digits
+                        and not self._dtmf_packets
+                    ):
+                        # Looped back (echo), nothing else queued: the frame would be
+                        # decoded, queued, popped and re-encoded to the same payload (see
+                        # below), so send the payload as it came. No PCM is made at all.
+                        self._send(self.writer.next_packet(payload))
+                        return
                     pcm = self._decode(payload)  # the common case: 20 ms packets
                     self._last_in = pcm
                     self._last_in_payload = payload
