@@ -6,12 +6,14 @@ whole, cut at any byte, or mutated; valid packets round-trip byte for byte.
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trunkline.rtp.dtmf import DtmfEvent, DtmfReceiver
 from trunkline.rtp.errors import RtcpProtocolError, RtpProtocolError
-from trunkline.rtp.jitter import JitterBuffer
+from trunkline.rtp.jitter import JITTER_FACTOR, JitterBuffer
 from trunkline.rtp.packet import RtpPacket, parse_header_fast, parse_payload_fast
 from trunkline.rtp.rtcp import (
     Bye,
@@ -262,6 +264,9 @@ def test_jitter_buffer_accounting(ops: list[tuple[object, ...]], min_delay: int,
         cursor += 1 + jump
         seq = cursor + displacement
         jb.push(seq & 0xFFFF, (seq * 160 + ts_glitch) & 0xFFFFFFFF, ssrc, b"x", now)
+        # The target the buffer keeps cached by bands is the closed form of its docstring.
+        want = min(max(math.ceil(jb.stats.jitter * (JITTER_FACTOR / 160)) + 1, min_delay), 8)
+        assert jb.stats.target_delay_frames == want
     s = jb.stats
     assert s.received == (
         s.played + s.late + s.duplicates + s.overflows + s.trimmed + s.flushed + jb.buffered

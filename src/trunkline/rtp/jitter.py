@@ -32,6 +32,7 @@ buffered; every pop is exactly one of ``played``, ``lost``, ``underruns`` or ``w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from trunkline.rtp.errors import RtpUsageError
@@ -92,6 +93,8 @@ class JitterBuffer:
         "_target_scale",
         "_transit",
         "_ts_window",
+        "_x_high",
+        "_x_low",
         "stats",
     )
 
@@ -126,7 +129,10 @@ class JitterBuffer:
         self._buffered = 0
         self._primed = False
         self._playing = False  # a frame has been consumed since the last reset
-        self._transit: float | None = None  # A.8: arrival minus timestamp, last packet
+        self._transit = 0.0  # A.8: arrival minus timestamp of the last packet (set by _reset)
+        # The band of JITTER_FACTOR * jitter / frame that keeps the target (see _retarget).
+        self._x_low = -math.inf
+        self._x_high = min_delay_frames - 1.0
         self._pops = 0
         self._min_depth = capacity_frames
         self.stats = JitterStats(target_delay_frames=min_delay_frames)
@@ -142,7 +148,9 @@ class JitterBuffer:
         stats.received += 1
         highest = self._highest
         # Fast path, nearly every packet: the next one in order, its timestamp one frame
-        # on, with room in the ring. It must end in the same state as the general path.
+        # on, with room in the ring. It must end in the same state as the general path,
+        # so the A.8 update of ``_update_jitter`` is spelled out here (this runs for every
+        # packet of every call; a call and its attribute reads were a fifth of the push).
         if (
             ssrc == self._ssrc
             and seq == (highest + 1) & 0xFFFF
@@ -153,11 +161,23 @@ class JitterBuffer:
             slot = ext % self._capacity
             ring = self._ring
             if ring[slot] is None:
-                self._update_jitter(timestamp, now)
                 ring[slot] = payload
                 self._buffered += 1
                 self._highest = ext
                 self._highest_ts = timestamp
+                transit = now * self._clock_rate - timestamp
+                d = transit - self._transit
+                self._transit = transit
+                if d < 0:
+                    d = -d
+                if d > 0x80000000:  # the timestamp wrapped between the two packets
+                    d = 0x100000000 - d
+                jitter = stats.jitter
+                jitter += (d - jitter) * 0.0625  # / 16
+                stats.jitter = jitter
+                x = jitter * self._target_scale
+                if x > self._x_high or x <= self._x_low:
+                    self._retarget(x)
                 return
         if ssrc != self._ssrc:
             if self._ssrc is not None:
@@ -265,31 +285,41 @@ class JitterBuffer:
     def _update_jitter(self, timestamp: int, now: float) -> None:
         # RFC 3550 A.8: J += (|D| - J) / 16, D the change in transit time, in RTP units.
         transit = now * self._clock_rate - timestamp
-        last = self._transit
+        d = transit - self._transit
         self._transit = transit
-        if last is not None:
-            d = transit - last
-            # The timestamp may have wrapped between the two packets.
-            if d > 0x80000000:
-                d -= 0x100000000
-            elif d < -0x80000000:
-                d += 0x100000000
-            stats = self.stats
-            jitter = stats.jitter
-            jitter += ((d if d >= 0 else -d) - jitter) * 0.0625  # / 16
-            stats.jitter = jitter
-            # target = ceil(JITTER_FACTOR * jitter / frame) + 1, clamped; spelled out
-            # because this runs for every packet of every call.
-            x = jitter * self._target_scale
-            target = int(x)
-            if target < x:
-                target += 1
-            target += 1
-            if target < self._min_delay:
-                target = self._min_delay
-            elif target > self._max_delay:
-                target = self._max_delay
-            stats.target_delay_frames = target
+        # The timestamp may have wrapped between the two packets.
+        if d > 0x80000000:
+            d -= 0x100000000
+        elif d < -0x80000000:
+            d += 0x100000000
+        stats = self.stats
+        jitter = stats.jitter
+        jitter += ((d if d >= 0 else -d) - jitter) * 0.0625  # / 16
+        stats.jitter = jitter
+        x = jitter * self._target_scale
+        if x > self._x_high or x <= self._x_low:
+            self._retarget(x)
+
+    def _retarget(self, x: float) -> None:
+        """Set the target for ``x`` = JITTER_FACTOR * jitter / frame, and its band.
+
+        target = clamp(ceil(x) + 1, min, max). The band (``_x_low``, ``_x_high``] is the
+        range of ``x`` that gives the same target, so a packet whose jitter stays in it
+        (nearly all of them) costs two comparisons, not this computation.
+        """
+        target = math.ceil(x) + 1
+        if target <= self._min_delay:
+            target = self._min_delay
+            low = -math.inf
+        else:
+            low = target - 2.0
+        if target >= self._max_delay:
+            target = self._max_delay
+            high = math.inf
+        else:
+            high = target - 1.0
+        self._x_low, self._x_high = low, high
+        self.stats.target_delay_frames = target
 
     def _reset(self, seq: int, timestamp: int, ssrc: int, payload: bytes, now: float) -> None:
         """Forget everything buffered and start a new run at this packet."""
@@ -304,7 +334,6 @@ class JitterBuffer:
         self._buffered = 1
         self._primed = False
         self._playing = False
-        self._transit = None
+        self._transit = now * self._clock_rate - timestamp  # A.8 starts from this packet
         self._pops = 0
         self._min_depth = capacity
-        self._update_jitter(timestamp, now)
