@@ -21,7 +21,7 @@ def test_b_slower_and_worse_is_detected() -> None:
     report = compare_runs(a, b, seed=9, resamples=RESAMPLES)
     assert (report.label_a, report.label_b) == ("v1", "v2")
     assert report.scenarios == a.scenarios and report.only_a == report.only_b == []
-    assert report.calls_a == sum(1 for c in a.calls if c.failure != "lab_error")
+    assert report.calls_a == sum(1 for c in a.calls if not c.lab_fault)
     overall = report.overall.test
     assert overall.n_a == report.calls_a
     assert overall.rate_b is not None and overall.rate_a is not None

@@ -12,7 +12,7 @@ import pytest
 from trunkline.lab.report import write_reports
 from trunkline.lab.report.json_out import load_run
 from trunkline.lab.report.junit import write_junit
-from trunkline.lab.report.summary import LAB_ERROR, summarize
+from trunkline.lab.report.summary import summarize
 from trunkline.lab.report.verdict import CHECKS, judge
 from trunkline.lab.results import CallResult, LabHealth, RunResult
 
@@ -103,7 +103,7 @@ def test_junit_counts_and_messages(run: RunResult, tmp_path: pathlib.Path) -> No
     for call in run.calls:
         case = by_name[f"call {call.index} (seed {call.seed})"]
         if call.failure is not None:
-            problem = case.find("error" if call.failure == LAB_ERROR else "failure")
+            problem = case.find("error" if call.lab_fault else "failure")
             assert problem is not None
             assert problem.get("message") == f"{call.failure}: {call.failure_detail}"
             assert problem.text is not None and call.replay in problem.text

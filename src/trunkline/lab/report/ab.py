@@ -36,7 +36,6 @@ from .stats import (
     sample_size_two_proportions,
     two_proportion_z_test,
 )
-from .summary import LAB_ERROR
 
 AB_JSON = "ab.json"
 AB_HTML = "ab.html"
@@ -169,8 +168,8 @@ def compare_runs(
     common = [n for n in names_a if n in names_b]
     if not common:
         raise ValueError("the two runs share no scenario: an A/B needs the same scenarios")
-    calls_a = [c for c in a.calls if c.scenario in common and c.failure != LAB_ERROR]
-    calls_b = [c for c in b.calls if c.scenario in common and c.failure != LAB_ERROR]
+    calls_a = [c for c in a.calls if c.scenario in common and not c.lab_fault]
+    calls_b = [c for c in b.calls if c.scenario in common and not c.lab_fault]
     label_a, label_b = a.label or "A", b.label or "B"
     overall = success("overall", calls_a, calls_b, alpha)
     per_scenario = [

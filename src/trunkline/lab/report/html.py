@@ -17,9 +17,9 @@ from __future__ import annotations
 import pathlib
 from html import escape
 
-from ..results import RunResult
+from ..results import LAB_FAILURES, RunResult
 from .html_plots import PALETTE, Bar, Series, bar_chart, line_chart
-from .summary import LAB_ERROR, Distribution, RunSummary
+from .summary import Distribution, RunSummary
 from .verdict import Verdict
 
 REPORT_HTML = "report.html"
@@ -160,7 +160,7 @@ def checks_table(verdict: Verdict) -> str:
 
 
 def figures(s: RunSummary) -> str:
-    target_failures = [(k, v) for k, v in s.failures.items() if k != LAB_ERROR]
+    target_failures = [(k, v) for k, v in s.failures.items() if k not in LAB_FAILURES]
     failures = ", ".join(f"{k} {v}" for k, v in target_failures[:3])
     tiles = [
         tile(
@@ -222,7 +222,7 @@ def failure_chart(s: RunSummary) -> str:
             float(n),
             f"{n:,} ({pct(n / s.calls)})",
             LAB_COLOR
-            if category == LAB_ERROR
+            if category in LAB_FAILURES
             else SETUP_COLOR
             if category.startswith("setup")
             else FAILURE_COLOR,

@@ -112,7 +112,7 @@ def render_ab_html(report: AbReport, a: RunResult, b: RunResult) -> str:
         return [
             t
             for c in run.calls
-            if c.scenario in scenarios and c.failure != "lab_error"
+            if c.scenario in scenarios and not c.lab_fault
             for t in c.turn_latencies_ms
         ]
 

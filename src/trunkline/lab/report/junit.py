@@ -22,7 +22,6 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 from ..results import CallResult, RunResult
-from .summary import LAB_ERROR
 from .verdict import Verdict
 
 JUNIT_XML = "junit.xml"
@@ -48,7 +47,7 @@ def call_case(call: CallResult) -> ET.Element:
         time=f"{(call.duration_ms or 0.0) / 1000:.3f}",
     )
     if call.failure is not None:
-        tag = "error" if call.failure == LAB_ERROR else "failure"
+        tag = "error" if call.lab_fault else "failure"
         message = xml_safe(
             f"{call.failure}: {call.failure_detail}" if call.failure_detail else call.failure
         )

@@ -26,9 +26,8 @@ from rich.live import Live
 from rich.markup import escape as escape_markup
 from rich.table import Table
 
-from ..results import CallResult, LabHealth
+from ..results import LAB_FAILURES, CallResult, LabHealth
 from .stats import percentile
-from .summary import LAB_ERROR
 
 #: The terminal is redrawn at most this often: faster is unreadable and costs CPU the
 #: lab needs for pacing its callers.
@@ -160,7 +159,7 @@ class LiveProgress:
         elapsed = now - self.began
         span = min(RATE_WINDOW_S, elapsed)
         turns = [t for call in self.window_turns for t in call]
-        lab_errors = self.failures.get(LAB_ERROR, 0)
+        lab_errors = sum(self.failures.get(f, 0) for f in LAB_FAILURES)
         failed = sum(self.failures.values()) - lab_errors
         return ProgressSnapshot(
             elapsed_s=elapsed,

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..results import CallResult, RunResult
+from ..results import LAB_FAILURES, CallResult, RunResult
 from .stats import finite, percentile
 
 #: A gap over this long with the caller waiting counts as dead air (the engine records
@@ -150,7 +150,7 @@ def rate(part: int, whole: int) -> float | None:
 def summarize(run: RunResult) -> RunSummary:
     """Aggregate every call of ``run``; see the module docstring."""
     calls = run.calls
-    measured = [c for c in calls if c.failure != LAB_ERROR]
+    measured = [c for c in calls if not c.lab_fault]
     failures = Counter(c.failure for c in calls if c.failure is not None)
     completed = sum(1 for c in measured if c.failure is None)
     setup_failures = sum(1 for c in measured if c.setup_failed)
@@ -173,7 +173,7 @@ def summarize(run: RunResult) -> RunSummary:
         measured_calls=len(measured),
         completed=completed,
         failed=len(measured) - completed,
-        lab_errors=failures.get(LAB_ERROR, 0),
+        lab_errors=sum(failures.get(f, 0) for f in LAB_FAILURES),
         setup_failures=setup_failures,
         failures=dict(failures.most_common()),
         completion_rate=rate(completed, len(measured)),
