@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --agent: where call records wait while the database is unavailable",
     )
 
-    from trunkline.lab.command import add_pretest_parser
+    from trunkline.lab.command import add_pretest_parser, add_worker_parser
 
     add_pretest_parser(sub)
+    add_worker_parser(sub)
 
     from trunkline.demo import add_demo_parser
 
@@ -309,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         from trunkline.lab.command import run_pretest
 
         return run(run_pretest(args))
+    if args.command == "pretest-worker":
+        from trunkline.lab.workers_redis import run_worker_command
+
+        return run(run_worker_command(args))
     if args.command == "demo":
         from trunkline.demo import run_demo
 

@@ -11,6 +11,11 @@ Calls are tasks of one :class:`~trunkline.lab.engine.Lab`:
 - **closed model** (concurrency): whenever fewer calls run than the profile asks for
   at that moment, more start.
 
+A runner may drive one :class:`Share` of a run (``--workers``, :mod:`trunkline.lab.fanout`):
+part ``k`` of ``n`` makes the calls whose index is ``k`` mod ``n``, an open profile's at
+their planned times (so the processes together make the planned arrivals), a closed
+profile's at ``k``'s share of the concurrency. Its clock starts at a shared ``start_at``.
+
 Once a second a :class:`~trunkline.lab.results.TimelinePoint` records active calls and
 the turn latency of calls that ended in the last ``WINDOW_S``. The lab watches itself:
 its pacer's send lateness and its CPU. When those pass ``LATE_P99_MS`` or
@@ -24,7 +29,7 @@ import asyncio
 import datetime
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import monotonic
 from typing import Protocol
@@ -52,6 +57,29 @@ WINDOW_S = 10.0
 CLOSED_TICK_S = 0.05
 #: After the profile's last start, how long running calls may take to finish.
 DRAIN_LIMIT_S = 180.0
+#: A share that starts this much after the shared start time ran its first calls late
+#: (it was still preparing): its timing does not match the plan, so it is overloaded.
+LATE_START_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """The calls one lab process makes: those whose index is ``part`` mod ``parts``."""
+
+    part: int = 0
+    parts: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.part < self.parts:
+            raise ValueError(f"share {self.part} of {self.parts} does not exist")
+
+    def owns(self, index: int) -> bool:
+        return index % self.parts == self.part
+
+    def of(self, level: int) -> int:
+        """This part's share of ``level`` calls in progress (the parts' shares add up to
+        ``level``; the first parts take the remainder)."""
+        return (level + self.parts - 1 - self.part) // self.parts
 
 
 @dataclass
@@ -93,9 +121,29 @@ class _Quiet:
 class Runner:
     """Drives one run (see the module docstring)."""
 
-    def __init__(self, lab: Lab, plan: RunPlan, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        plan: RunPlan,
+        progress: Progress | None = None,
+        *,
+        share: Share = Share(),
+        start_at: float | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> None:
+        """Args:
+        share: the part of the run's calls this runner makes (all of them by default).
+        start_at: the run's start on the ``monotonic()`` clock, shared with the other
+            parts; None starts when the lab is prepared.
+        on_start: called with a call's index as it starts.
+        """
+        if share.parts > 1 and isinstance(plan.profile, BreakpointProfile):
+            raise ValueError("a breakpoint search runs in one process")
         self.lab = lab
         self.plan = plan
+        self.share = share
+        self.start_at = start_at
+        self.on_start = on_start
         self.progress: Progress = progress or _Quiet()
         self.results: list[CallResult] = []
         self.timeline: list[TimelinePoint] = []
@@ -112,9 +160,13 @@ class Runner:
         """Run the profile to its end and return every call's result."""
         plan = self.plan
         started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        await self.lab.prepare(self._prewarm_scripts())
+        await self.lab.prepare(self.prewarm_scripts())
+        late_start = 0.0
+        if self.start_at is not None:
+            late_start = max(0.0, monotonic() - self.start_at)
+            await sleep_until(self.start_at)
         cpu0 = _cpu_seconds()
-        self._t0 = t0 = monotonic()
+        self._t0 = t0 = monotonic() if self.start_at is None else self.start_at
         watcher = asyncio.create_task(self._watch())
         try:
             profile = plan.profile
@@ -131,7 +183,7 @@ class Runner:
                 task.cancel()
             await asyncio.gather(watcher, *self._tasks, return_exceptions=True)
         wall = monotonic() - t0
-        health = self._health(cpu0, wall)
+        health = self._health(cpu0, wall, late_start)
         self.results.sort(key=lambda r: r.index)
         return RunResult(
             target=self.lab.target.text,
@@ -153,20 +205,25 @@ class Runner:
         """Run one shaped profile from now on; returns the next call index."""
         t0 = monotonic()
         index = first
+        share = self.share
         if profile.model is LoadModel.OPEN:
             for at in profile.arrivals(derive(self.plan.seed, first)):
-                await sleep_until(t0 + at)
-                self._start(index, monotonic() - self._t0)
+                if share.owns(index):
+                    await sleep_until(t0 + at)
+                    self._start(index, monotonic() - self._t0)
                 index += 1
             return index
-        started = 0
+        started = 0  # calls of this share; its n-th has index first + part + n * parts
         while (now := monotonic() - t0) < profile.duration_s:
-            for _ in range(profile.calls_to_start(now, self.lab.active, started)):
-                self._start(index, monotonic() - self._t0)
-                index += 1
+            want = share.of(profile.concurrency_at(now)) - self.lab.active
+            for _ in range(max(0, want)):
+                offset = share.part + started * share.parts
+                if offset >= profile.max_calls:
+                    break
+                self._start(first + offset, monotonic() - self._t0)
                 started += 1
             await asyncio.sleep(CLOSED_TICK_S)
-        return index
+        return first + started * share.parts
 
     async def _breakpoint(self, profile: BreakpointProfile) -> None:
         """Hold level after level until one fails ``passes``; record the knee."""
@@ -196,6 +253,8 @@ class Runner:
         self._tasks.add(task)
         task.add_done_callback(self._done)
         self._started += 1
+        if self.on_start is not None:
+            self.on_start(index)
         self.progress.call_started()
 
     def _done(self, task: asyncio.Task[CallResult]) -> None:
@@ -216,7 +275,7 @@ class Runner:
         while self._tasks and monotonic() < deadline:
             await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - monotonic()))
 
-    def _prewarm_scripts(self) -> list[CallScript]:
+    def prewarm_scripts(self) -> list[CallScript]:
         """Enough planned calls to render every line the scenarios can say."""
         count = 1 if self.plan.replay is not None else min(200, self.plan.profile.max_calls)
         count = max(1, count)
@@ -259,10 +318,12 @@ class Runner:
             )
             cpu_prev, t_prev = cpu, now
 
-    def _health(self, cpu0: float, wall: float) -> LabHealth:
+    def _health(self, cpu0: float, wall: float, late_start: float = 0.0) -> LabHealth:
         cpu_pct = 100 * (_cpu_seconds() - cpu0) / max(wall, 1e-6)
         late = max(self._late_max_p99, self.lab.pacer.lateness.percentile(99) * 1000)
         notes = []
+        if late_start > LATE_START_S:
+            notes.append(f"the lab was ready {late_start:.1f} s after the run's shared start")
         if late > LATE_P99_MS:
             notes.append(f"the lab sent its audio up to {late:.1f} ms late (p99 in some second)")
         if cpu_pct > CPU_LIMIT_PCT:
