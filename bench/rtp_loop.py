@@ -13,7 +13,8 @@ path so that a change to it can be compared quickly, with the same accounting:
 - over a steady window it reports this process's CPU (``time.process_time``, so the
   child is not counted), µs CPU per call-frame (one packet in and one out), calls per
   core = 20,000 µs / that, the pacer's send lateness p50/p99/max, the echo ratio, and
-  the child's send lateness p99 (past 5 ms the figure is about the child, not the legs).
+  how often this process woke up (voluntary context switches per second), and the
+  child's send lateness p99 (past 5 ms the figure is about the child, not the legs).
 
 Traffic stays on 127.0.0.1; every loop is bounded by the window.
 """
@@ -142,6 +143,16 @@ class Point:
     max_ms: float
     echo: float
     peer_p99_ms: float
+    wakes_per_s: float
+
+
+def voluntary_switches() -> int:
+    """Times this process blocked (each a wake-up of its loop), from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
 
 
 async def run_point(n: int, window: float, warmup: float) -> Point:
@@ -165,9 +176,10 @@ async def run_point(n: int, window: float, warmup: float) -> Point:
         await asyncio.sleep(warmup)
         pacer.lateness.reset()
         sent0 = sum(leg.stats.sent for leg in legs)
-        cpu0, t0 = time.process_time(), time.monotonic()
+        cpu0, t0, wakes0 = time.process_time(), time.monotonic(), voluntary_switches()
         await asyncio.sleep(window)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
+        wakes = voluntary_switches() - wakes0
         sent = sum(leg.stats.sent for leg in legs) - sent0
         hist = pacer.lateness
         p50, p99 = hist.percentile(50), hist.percentile(99)
@@ -190,6 +202,7 @@ async def run_point(n: int, window: float, warmup: float) -> Point:
         max_ms=late_max * 1e3,
         echo=result["received"] / max(result["sent"], 1),
         peer_p99_ms=result["p99"] * 1e3,
+        wakes_per_s=wakes / wall,
     )
 
 
@@ -199,7 +212,7 @@ def print_point(p: Point) -> None:
         f"{p.legs:>6} {p.cpu_share * 100:>6.1f}% {p.us_per_frame:>8.2f}"
         f" {PERIOD_S * 1e6 / p.us_per_frame:>8.0f}"
         f" {p.p50_ms:>5.1f} {p.p99_ms:>5.1f} {p.max_ms:>6.1f} {p.echo * 100:>6.1f}%"
-        f" {p.peer_p99_ms:>6.1f}{note}",
+        f" {p.wakes_per_s:>7.0f} {p.peer_p99_ms:>6.1f}{note}",
         flush=True,
     )
 
@@ -207,7 +220,7 @@ def print_point(p: Point) -> None:
 async def main_async(args: argparse.Namespace) -> None:
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {0})
-    print("  legs    CPU  us/frame calls/core  late-p50 p99 max(ms)  echo  peer-p99(ms)")
+    print("  legs    CPU  us/frame calls/core  late-p50 p99 max(ms)  echo  wakes/s  peer-p99(ms)")
     points: dict[int, list[Point]] = {n: [] for n in args.legs}
     for _ in range(args.repeat):
         for n in args.legs:

@@ -12,6 +12,17 @@ whatever the number of calls, and each slot holds 1/20 of them.
 A stream's ``on_tick`` does all its per-frame work at once: play out one inbound frame
 from the jitter buffer and send one outbound frame.
 
+The pacer also reads the streams' sockets (``add_reader``). Each wake-up first asks its
+own epoll, without blocking, which sockets have a packet and calls their readers, then
+ticks the slot. The RTP sockets are never in the event loop's own poller, so packets
+arriving between two slots do not wake the loop (with a thousand calls on a 20-slot grid
+they arrive in about a thousand bursts a second, as many wake-ups again as the timer's),
+and a packet costs one entry in a list rather than a loop callback. The price is up to
+1 ms before a packet is read, which the jitter buffer absorbs, and at most one read per
+socket per millisecond (``SipRtpLeg`` reads one packet per call), which also bounds what a
+flood on one port can cost. Where ``select.epoll`` does not exist (not Linux) the
+readers go on the event loop instead.
+
 If the loop stalls, the pacer catches up by running the missed slots back to back (each
 stream still gets one tick per 20 ms of grid), but after a stall longer than
 ``MAX_CATCH_UP_S`` it drops the missed grid rather than flood the network with a burst.
@@ -26,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import select
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 SLOTS = 20
@@ -38,6 +51,9 @@ MAX_CATCH_UP_S = 0.1
 # Lateness histogram: 0.1 ms buckets up to 200 ms; the last bucket holds everything later.
 HIST_BUCKET_S = 0.0001
 HIST_BUCKETS = 2000
+
+
+_EPOLL = hasattr(select, "epoll")
 
 
 class PacedStream(Protocol):
@@ -97,6 +113,8 @@ class Pacer:
         self.lateness = LatenessHistogram()
         self.ticks = 0
         self.dropped_grid_s = 0.0
+        self._readers: dict[int, Callable[[], None]] = {}
+        self._poller: select.epoll | None = None  # made by the first add_reader
 
     @property
     def stream_count(self) -> int:
@@ -127,6 +145,63 @@ class Pacer:
             self._handle.cancel()
             self._handle = None
 
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` from the pacer's wake-ups while ``fd`` is readable.
+
+        The callback should read once (one packet): it is called again a millisecond
+        later if more is waiting. Once started the pacer must be running for anything
+        to be read; a callback that raises is reported to the loop's exception handler.
+        """
+        if not _EPOLL:
+            loop = self._loop or asyncio.get_running_loop()
+            loop.add_reader(fd, callback)
+            self._readers[fd] = callback
+            return
+        if self._poller is None:
+            self._poller = select.epoll()
+        try:
+            self._poller.register(fd, select.EPOLLIN)
+        except FileExistsError:
+            pass  # registered already: the new callback replaces the old one
+        self._readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        """Stop reading ``fd``. Call it before the socket is closed."""
+        if self._readers.pop(fd, None) is None:
+            return
+        if not _EPOLL:
+            (self._loop or asyncio.get_running_loop()).remove_reader(fd)
+        elif self._poller is not None:
+            try:
+                self._poller.unregister(fd)
+            except OSError:  # already closed, so already out of the epoll set
+                pass
+
+    def close(self) -> None:
+        """Stop, and release the poller (tests and short-lived pacers)."""
+        self.stop()
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
+        self._readers.clear()
+
+    def _read_ready(self) -> None:
+        """Call the reader of every socket that has a packet waiting (one epoll call)."""
+        assert self._poller is not None
+        readers = self._readers
+        # maxevents: every socket may be ready after a stall; each is read once.
+        for fd, _ in self._poller.poll(0, len(readers)):
+            reader = readers.get(fd)
+            if reader is None:
+                continue
+            try:
+                reader()
+            except Exception:  # one broken reader must not stop every call's media
+                assert self._loop is not None
+                self._loop.call_exception_handler(
+                    {"message": "pacer reader failed", "fd": fd, "reader": reader}
+                )
+
     def add(self, stream: PacedStream) -> None:
         """Put a stream in the emptiest slot, so the work per millisecond stays level."""
         if id(stream) in self._where:
@@ -154,6 +229,8 @@ class Pacer:
             self.dropped_grid_s += skipped * SLOT_S
             self._next_time += skipped * SLOT_S
             self._next_slot = (self._next_slot + skipped) % SLOTS
+        if self._readers and self._poller is not None:
+            self._read_ready()
         add = self.lateness.add
         while self._next_time <= now:
             grid = self._next_time

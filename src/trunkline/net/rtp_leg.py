@@ -23,12 +23,13 @@ two byte for byte).
 Symmetric RTP (RFC 4961): we send to the address in the SDP until the first packet
 arrives, then follow its source, which is what phones behind NAT need.
 
-The leg drives its socket itself (``loop.add_reader`` and non-blocking ``recv``/``send``)
-rather than through an asyncio datagram transport. Once the peer's address is known the
-socket is ``connect``-ed to it, so each packet needs no address conversion either way,
-the kernel reuses the route, and one readable event costs one ``recv`` (a transport reads
-until EAGAIN: a wasted syscall per packet at 50 packets a second). A send that would
-block drops the packet: late audio is worse than lost audio.
+The leg drives its socket itself (non-blocking ``recv``/``send``) rather than through an
+asyncio datagram transport, and the pacer reads it (``Pacer.add_reader``: one epoll call
+per millisecond for every call's socket, no loop callback or wake-up per packet). Once
+the peer's address is known the socket is ``connect``-ed to it, so each packet needs no
+address conversion either way, the kernel reuses the route, and one readable event costs
+one ``recv`` (a transport reads until EAGAIN: a wasted syscall per packet at 50 packets a
+second). A send that would block drops the packet: late audio is worse than lost audio.
 
 Call control (BYE, REFER) belongs to the SIP endpoint: the leg forwards ``hangup`` and
 ``transfer`` to the ``SipCallControl`` it was built with.
@@ -204,7 +205,7 @@ class SipRtpLeg(MediaLeg):
         """Start reading the socket and join the pacer."""
         assert self.sock is not None
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self.sock.fileno(), self._on_readable)
+        self.pacer.add_reader(self.sock.fileno(), self._on_readable)
         self.pacer.add(self)
 
     def _on_readable(self) -> None:
@@ -222,12 +223,8 @@ class SipRtpLeg(MediaLeg):
         except OSError as exc:
             # ICMP port unreachable on a connected socket, and the like: the peer may
             # not be listening yet. Media goes on; the call is not ours to end here.
-            # uvloop stops calling a reader whose read raised an error on the socket,
-            # so the reader is registered again (a no-op cost on asyncio's loop).
+            # (The read took the error off the socket, so the poller does not repeat it.)
             log.debug("%s: RTP socket error %s", self.call_id, exc)
-            if self._loop is not None and self.sock is sock:
-                self._loop.remove_reader(sock.fileno())
-                self._loop.add_reader(sock.fileno(), self._on_readable)
 
     def _send(self, packet: bytes) -> None:
         sock = self.sock
@@ -263,7 +260,7 @@ class SipRtpLeg(MediaLeg):
         try:
             address = old.getsockname()
             if self._loop is not None:
-                self._loop.remove_reader(old.fileno())
+                self.pacer.remove_reader(old.fileno())
             old.close()
             fresh.bind(address)
         except OSError as exc:
@@ -275,7 +272,7 @@ class SipRtpLeg(MediaLeg):
         self.sock = fresh
         self._connected = False
         if self._loop is not None:
-            self._loop.add_reader(fresh.fileno(), self._on_readable)
+            self.pacer.add_reader(fresh.fileno(), self._on_readable)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...] | None) -> None:
         # Fast path for nearly every packet: version 2 with no padding, extension or
@@ -436,5 +433,5 @@ class SipRtpLeg(MediaLeg):
         sock, self.sock = self.sock, None
         if sock is not None:
             if self._loop is not None:
-                self._loop.remove_reader(sock.fileno())
+                self.pacer.remove_reader(sock.fileno())
             sock.close()
