@@ -112,6 +112,7 @@ class _Outbox:
         self.part = part
         self.queue: list[Message] = []
         self.wake = asyncio.Event()
+        self.closed = False
 
     def put(self, message: Message) -> None:
         if self.part is not None:
@@ -129,9 +130,16 @@ class _Outbox:
                 await pipe.execute()
 
     async def run(self) -> None:
-        while True:
+        """Send batches until :meth:`close`, then what is left. (Never cancel it while a
+        command is under way: redis-py cannot tell a cancelled reply from the next one.)"""
+        while not self.closed:
             await self.wake.wait()
             await self.flush()
+        await self.flush()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
 
 
 async def serve_worker(url: str, name: str, stop: asyncio.Event) -> None:
@@ -183,17 +191,19 @@ async def handle_job(
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({run, sender, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if run.done() and not run.cancelled() and run.exception() is None:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
-            await outbox.flush()
-        elif run.done() and isinstance(run.exception(), JobError | RunAborted | TimeoutError):
-            log.warning("%s: job of run %s: %s", name, job.run_id, run.exception())
-            outbox.put({"t": "error", "error": str(run.exception())})
+        if run.done() and not run.cancelled():
+            problem = run.exception()
+            if problem is not None:
+                log.warning("%s: job of run %s: %r", name, job.run_id, problem)
+                outbox.put({"t": "error", "error": str(problem) or type(problem).__name__})
+            outbox.close()
             with contextlib.suppress(RedisError, OSError):
-                await outbox.flush()
+                await asyncio.wait_for(sender, SOCKET_TIMEOUT_S)
         elif sender.done() and sender.exception() is not None:
-            log.error("%s: cannot report to Redis, giving up run %s", name, job.run_id)
+            log.error(
+                "%s: cannot report to Redis (%s), giving up run %s",
+                name, sender.exception(), job.run_id,
+            )  # fmt: skip
     finally:
         for task in (run, sender, stopping):
             task.cancel()
@@ -255,8 +265,11 @@ async def run_remote(
     transcript_url: str | None = None,
     progress: Progress | None = None,
     claim_timeout_s: float = 30.0,
+    silence_s: float = SILENCE_S,
 ) -> RunResult:
     """Run ``plan`` on ``workers`` remote workers; see the module docstring.
+
+    ``silence_s``: a worker that says nothing for this long is lost.
 
     Raises:
         FanoutError: Redis cannot be reached, or fewer than ``workers`` workers claimed
@@ -296,7 +309,7 @@ async def run_remote(
                         merge.lose(state.part, f"not ready after {READY_TIMEOUT_S:.0f} s")
         except (RedisError, OSError) as exc:
             raise FanoutError(f"Redis at {redis_url}: {exc}") from None
-        return await _run(client, feed, merge, plan, run_id, redis_url)
+        return await _run(client, feed, merge, plan, run_id, redis_url, silence_s)
     finally:
         with contextlib.suppress(RedisError, OSError):
             await client.xadd(control_key(run_id), {"m": json.dumps({"t": "abort"})})
@@ -313,6 +326,7 @@ async def _run(
     plan: RunPlan,
     run_id: str,
     url: str,
+    silence_s: float,
 ) -> RunResult:
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     merge.t0 = monotonic() + REMOTE_GO_LEAD_S
@@ -327,8 +341,8 @@ async def _run(
             await feed.pump(BLOCK_MS)
             now = monotonic()
             for state in merge.parts:
-                if not state.finished and now - state.last_heard > SILENCE_S:
-                    merge.lose(state.part, f"no word from it for {SILENCE_S:.0f} s")
+                if not state.finished and now - state.last_heard > silence_s:
+                    merge.lose(state.part, f"no word from it for {silence_s:.0f} s")
             if now > deadline:
                 merge.lose_unfinished(f"still running {run_deadline_s(plan):.0f} s after start")
             while now >= next_sample:
