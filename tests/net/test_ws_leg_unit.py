@@ -7,14 +7,17 @@ import asyncio
 import gc
 from typing import Any
 
+import pytest
+
 from trunkline.net.leg import Dtmf, Hangup, MarkReached
 from trunkline.net.pacer import Pacer
-from trunkline.net.ws_server import SyncSender, WsMediaLeg
+from trunkline.net.ws_server import FrameWriter, SyncSender, WsMediaLeg
 from trunkline.rtp.g711 import ulaw_encode
+from trunkline.wsmedia import WsMediaProtocolError
 from trunkline.wsmedia import events as wire
-from trunkline.wsmedia.codec import decode
+from trunkline.wsmedia.codec import decode, encode, encode_media
 
-from .test_ws_calls import Recorder, tone_frames
+from .test_ws_calls import Recorder, through_ulaw, tone_frames
 
 
 class FakeSocket:
@@ -25,6 +28,7 @@ class FakeSocket:
         self.stall: asyncio.Future[None] | None = None
         self.fail = False
         self.closed_with: int | None = None
+        self.closed = False
 
     async def send_str(self, text: str) -> None:
         if self.fail:
@@ -152,3 +156,106 @@ async def test_an_echo_reaches_every_earlier_mark_too() -> None:
     assert rec.of(MarkReached) == [MarkReached("a"), MarkReached("b")]
     leg._on_control(wire.Mark("MZ1", "c"))
     assert rec.of(MarkReached) == [MarkReached(n) for n in "abc"]
+
+
+class FakeTransport:
+    """Just enough of an asyncio transport for FrameWriter: keeps what is written."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.buffered = 0  # what get_write_buffer_size() reports
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16384, 65536)
+
+
+def read_frames(data: bytes) -> list[str]:
+    """Parse unmasked FIN text frames (RFC 6455 §5.2) back into their texts."""
+    texts, i = [], 0
+    while i < len(data):
+        assert data[i] == 0x81  # FIN, text
+        n, i = data[i + 1], i + 2
+        assert not n & 0x80  # a server never masks
+        if n == 126:
+            n, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif n == 127:
+            n, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        texts.append(data[i : i + n].decode())
+        i += n
+    return texts
+
+
+def make_writer_leg(sock: FakeSocket, transport: FakeTransport) -> WsMediaLeg:
+    return WsMediaLeg(
+        sock,  # type: ignore[arg-type]
+        wire.Start("MZ1", "CA1"),
+        Pacer(),
+        transport=transport,  # type: ignore[arg-type]
+    )
+
+
+async def test_frame_writer_frames_every_length_class() -> None:
+    transport = FakeTransport()
+    writer = FrameWriter(FakeSocket(), transport)  # type: ignore[arg-type]
+    texts = ["", "x" * 125, "y" * 126, "z" * 65535, "w" * 65536]
+    for text in texts:
+        assert writer.send(text)
+    assert read_frames(bytes(transport.data)) == texts
+
+
+async def test_frame_writer_refuses_a_closed_socket_or_transport() -> None:
+    sock, transport = FakeSocket(), FakeTransport()
+    writer = FrameWriter(sock, transport)  # type: ignore[arg-type]
+    transport.closing = True
+    assert not writer.send("{}")
+    assert writer.broken and transport.data == b""
+    sock2, transport2 = FakeSocket(), FakeTransport()
+    sock2.closed = True  # aiohttp: close() was called, our close frame is on its way
+    writer2 = FrameWriter(sock2, transport2)  # type: ignore[arg-type]
+    assert not writer2.send("{}")
+    assert transport2.data == b""
+
+
+async def test_leg_with_a_transport_sends_the_same_messages_and_holds_when_blocked() -> None:
+    sock, transport = FakeSocket(), FakeTransport()
+    leg = make_writer_leg(sock, transport)
+    frames = tone_frames(3)
+    leg.mark("m")
+    leg.send_audio(b"".join(frames))
+    leg.on_tick(0.0)
+    transport.buffered = 65537  # over the high water mark: the peer is not reading
+    leg.on_tick(0.02)
+    assert leg.queued_frames == 2  # held, not dropped
+    transport.buffered = 0
+    leg.on_tick(0.04)
+    leg.on_tick(0.06)
+    assert [decode(t) for t in read_frames(bytes(transport.data))] == [
+        wire.Mark("MZ1", "m"),
+        *(wire.Media("MZ1", ulaw_encode(f)) for f in frames),
+    ]
+    assert sock.sent == []  # nothing went through aiohttp's send_str
+
+
+async def test_on_text_takes_the_callers_audio_and_skips_the_outbound_track() -> None:
+    leg = make_leg(FakeSocket())
+    rec = Recorder()
+    leg.attach(rec)
+    frames = tone_frames(2)
+    assert leg._on_text(encode_media("MZ1", ulaw_encode(frames[0]), "inbound", 1, 0, 2))
+    assert leg._on_text(encode_media("MZ1", ulaw_encode(frames[1]), "outbound", 1, 0, 3))
+    assert leg._on_text(encode_media("MZ1 ", ulaw_encode(frames[1])))  # no track: inbound
+    assert rec.frames == [through_ulaw(frames[0]), through_ulaw(frames[1])]
+    assert leg.frames_in == 2
+    with pytest.raises(WsMediaProtocolError):
+        leg._on_text('{"event":"media"')
+    assert not leg._on_text(encode(wire.Stop("MZ1")))  # the stream has ended

@@ -26,14 +26,19 @@ peer echoes it, which Twilio does once that audio has played at the caller's end
 ``clear()`` sends the unsent marks, then ``clear``; the peer echoes every pending mark,
 so the app sees ``MarkReached`` for each in order.
 
-Sending from a pacer tick is synchronous (see :class:`SyncSender`), so the per-frame path
-creates no task and awaits nothing.
+Sending from a pacer tick is synchronous, so the per-frame path creates no task and
+awaits nothing: a served call writes its frames on the connection's transport itself
+(:class:`FrameWriter`), a leg built without one runs aiohttp's ``send_str`` a single step
+(:class:`SyncSender`). Inbound, the caller's audio takes the codec's fast path
+(``inbound_payload``: no JSON parse, no event object) to the sink; other messages are
+decoded in full.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
@@ -57,7 +62,7 @@ from trunkline.net.leg import (
 from trunkline.net.pacer import PERIOD_S, Pacer
 from trunkline.rtp.g711 import ulaw_decode, ulaw_encode
 from trunkline.wsmedia import events as wire
-from trunkline.wsmedia.codec import decode, encode, media_encoder
+from trunkline.wsmedia.codec import decode, encode, inbound_payload, media_encoder
 from trunkline.wsmedia.errors import CloseCode, WsMediaProtocolError, WsMediaUsageError
 from trunkline.wsmedia.events import MULAW, MULAW_RATE
 
@@ -151,6 +156,58 @@ class SyncSender:
             waiter.exception()  # a lost connection is the receive loop's news, not a log line
 
 
+# RFC 6455 §5.2 headers of an unmasked text frame with FIN set (0x81), by payload length.
+_HEADER_7 = struct.Struct("!BB").pack
+_HEADER_16 = struct.Struct("!BBH").pack
+_HEADER_64 = struct.Struct("!BBQ").pack
+
+
+class FrameWriter:
+    """Writes the server's text messages straight to the connection's transport.
+
+    A server's frames are unmasked (RFC 6455 §5.1), so a text message is a 2-10 byte
+    header and the UTF-8 text: one ``transport.write``. That skips aiohttp's coroutine,
+    its writer's checks and its second write for the header, about a third of the
+    outbound per-frame cost (``bench/agent_frame_path.py``). Writes stay whole frames in
+    order, so they interleave safely with what aiohttp itself writes on the socket
+    (its close frame, pongs). Nothing is written once the response is closed (our close
+    frame is the last data frame's end) or the transport is closing.
+
+    Flow control is the transport's own: ``blocked`` while its buffer is above its high
+    water mark (when aiohttp would pause the writer); the leg then holds its audio.
+    """
+
+    __slots__ = ("_high", "_transport", "_ws", "broken")
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.WriteTransport) -> None:
+        self._ws = ws
+        self._transport = transport
+        self._high = transport.get_write_buffer_limits()[1]
+        self.broken = False
+
+    @property
+    def blocked(self) -> bool:
+        """The peer is not reading: more than the high water mark waits in our buffer."""
+        return self._transport.get_write_buffer_size() > self._high
+
+    def send(self, text: str) -> bool:
+        """Write one text message now; False if the socket is closing or gone."""
+        transport = self._transport
+        if self._ws.closed or transport.is_closing():
+            self.broken = True
+            return False
+        data = text.encode()
+        n = len(data)
+        if n < 126:
+            header = _HEADER_7(0x81, n)
+        elif n < 65536:
+            header = _HEADER_16(0x81, 126, n)
+        else:
+            header = _HEADER_64(0x81, 127, n)
+        transport.write(header + data)
+        return True
+
+
 @dataclass
 class WsMediaStats:
     """Counters of one media route, for metrics and tests."""
@@ -200,7 +257,10 @@ class WsMediaLeg(EventBufferingLeg):
         *,
         transfer_timeout_s: float = TRANSFER_TIMEOUT_S,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        transport: asyncio.WriteTransport | None = None,
     ) -> None:
+        """``transport``: the connection's, to write frames on directly (:class:`FrameWriter`);
+        without it messages go through ``ws.send_str`` (:class:`SyncSender`)."""
         info = LegInfo(
             kind="ws",
             call_id=start.call_sid or start.stream_sid,
@@ -216,7 +276,9 @@ class WsMediaLeg(EventBufferingLeg):
         self.garbage = GarbageRun()
         self._ws = ws
         self._pacer = pacer
-        self._sender = SyncSender(ws.send_str)
+        self._sender: SyncSender | FrameWriter = (
+            SyncSender(ws.send_str) if transport is None else FrameWriter(ws, transport)
+        )
         self._media = media_encoder(start.stream_sid)
         self._sent_marks: deque[str] = deque()  # sent to the peer, echo not yet seen
         self._rx_tail = b""  # PCM of a media payload that was not a whole number of frames
@@ -339,23 +401,42 @@ class WsMediaLeg(EventBufferingLeg):
                 break
             self._idle_ticks = 0
             try:
-                event = decode(msg.data)
+                if self._on_text(msg.data):
+                    continue
             except WsMediaProtocolError as exc:
                 stats.garbage_messages += 1
                 if self.garbage.bad(self.log, exc.reason):
                     await self.close_stream(exc.reason, exc.close_code)
                     break
                 continue
-            self.garbage.run = 0
-            try:
-                if type(event) is wire.Media:
-                    self._on_media(event)
-                elif not self._on_control(event):
-                    break
             except Exception:  # the sink raised: a bug in the app must not outlive the call
                 self.log.exception("the app's sink failed; ending the call")
                 await self.close_stream("app error", CloseCode.INTERNAL_ERROR)
                 break
+            break
+
+    def _on_text(self, text: str) -> bool:
+        """Handle one text message; False when the stream has ended.
+
+        The caller's audio (nearly every message) takes the codec's fast path straight to
+        the sink; anything else is decoded in full.
+
+        Raises:
+            WsMediaProtocolError: the message does not decode.
+        """
+        payload = inbound_payload(text)
+        if payload is not None:
+            self.garbage.run = 0
+            self._on_audio(payload)
+            return True
+        event = decode(text)
+        self.garbage.run = 0
+        if type(event) is wire.Media:
+            if event.track is None or event.track == "inbound":
+                self._on_audio(event.payload)
+            # else a unidirectional fork's "outbound" track: what the caller hears
+            return True
+        return self._on_control(event)
 
     async def close_stream(self, reason: str, code: int) -> None:
         """End the leg from our side and close the socket with ``code`` and ``reason``.
@@ -368,11 +449,10 @@ class WsMediaLeg(EventBufferingLeg):
         self._finish(reason, "local")
         await self._ws.close(code=code, message=reason.encode()[:_MAX_CLOSE_REASON])
 
-    def _on_media(self, event: wire.Media) -> None:
-        if event.track is not None and event.track != "inbound":
-            return  # a unidirectional fork's "outbound" track is what the caller hears
+    def _on_audio(self, payload: bytes) -> None:
+        """The caller's u-law, to the sink in 20 ms PCM frames."""
         sink = self.sink
-        pcm = ulaw_decode(event.payload)
+        pcm = ulaw_decode(payload)
         if not self._rx_tail and len(pcm) == FRAME_BYTES:
             self.frames_in += 1
             if sink is not None:
@@ -509,8 +589,9 @@ def add_media_route(
             stats.handshake_failures += 1
             return ws
         leg = WsMediaLeg(
-            ws, start, pacer, transfer_timeout_s=transfer_timeout_s, idle_timeout_s=idle_timeout_s
-        )
+            ws, start, pacer, transfer_timeout_s=transfer_timeout_s,
+            idle_timeout_s=idle_timeout_s, transport=request.transport,
+        )  # fmt: skip
         stats.calls += 1
         stats.active += 1
         live.add(leg)
