@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 
 import pytest
@@ -26,7 +27,7 @@ from trunkline.pipeline.frames import (
     tier_of,
 )
 from trunkline.pipeline.processor import Pipeline, Processor
-from trunkline.pipeline.vad import Hysteresis, VadProcessor
+from trunkline.pipeline.vad import MIN_DBFS, Hysteresis, VadProcessor, energy_floor
 
 # --- frames and processors -------------------------------------------------------------------
 
@@ -175,6 +176,36 @@ def test_vad_on_real_speech() -> None:
 
 def test_vad_ignores_odd_sized_frames() -> None:
     assert not VadProcessor(2).voiced(b"\x10\x20" * 100)
+
+
+def _frame(peak: int, *, at: int = 0, rest: int = 0) -> bytes:
+    """A frame of ``rest`` everywhere but sample ``at``, which is ``peak``."""
+    samples = [rest] * 160
+    samples[at] = peak
+    return struct.pack("<160h", *samples)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-32768, 32767), min_size=160, max_size=160))
+def test_vad_energy_gate_byte_test_agrees_with_the_energy_sum(samples: list[int]) -> None:
+    # classify says "speech" to everything: the verdict is then the gate's alone.
+    gate = VadProcessor(classify=lambda _pcm: True)
+    pcm = struct.pack("<160h", *samples)
+    loud = sum(x * x for x in samples) >= energy_floor(MIN_DBFS)
+    assert gate.voiced(pcm) == loud
+    small = [max(-128, min(127, x // 256)) for x in samples]  # within ±128: always quiet
+    assert not gate.voiced(struct.pack("<160h", *small))
+
+
+def test_vad_energy_gate_edges() -> None:
+    gate = VadProcessor(classify=lambda _pcm: True)
+    assert not gate.voiced(_frame(-128, rest=127))  # the byte test's edge: quiet
+    assert not gate.voiced(_frame(129, rest=127))  # not the byte test's, under the floor
+    assert gate.voiced(_frame(0, rest=200))  # -44.3 dBFS: over the -45 dBFS floor
+    # A floor under -48 dBFS: frames within ±128 can be loud enough, so the energy decides.
+    low = VadProcessor(classify=lambda _pcm: True, min_dbfs=-50.0)
+    assert low.voiced(_frame(120, rest=120))  # -48.7 dBFS
+    assert not low.voiced(_frame(0, rest=90))  # -51.2 dBFS
 
 
 def test_vad_mode_is_checked() -> None:
