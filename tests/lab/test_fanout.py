@@ -160,6 +160,7 @@ async def test_a_killed_worker_leaves_lab_failures_and_an_inconclusive_verdict(
     verdict = write_reports(run, tmp_path / "out")
     assert verdict.status == "inconclusive" and verdict.exit_code == 3
     assert f"worker {k}" in verdict.reason
+    assert verdict.reason.startswith(f"{len(lost)} calls were lost with a lab process")
 
 
 async def test_a_worker_refuses_a_malformed_job_and_says_why() -> None:
@@ -240,3 +241,21 @@ def test_run_as_dict_is_what_dataclasses_asdict_wrote() -> None:
     assert list(doc) == list(dataclasses.asdict(run))
     assert json.dumps(doc) == json.dumps(dataclasses.asdict(run))
     assert RunResult.from_dict(json.loads(json.dumps(doc))) == run
+
+
+@pytest.mark.parametrize(("flag", "status"), [([], "not_measured"), (["--require-all"], "fail")])
+def test_require_all_fails_a_figure_the_lab_could_not_measure(
+    tmp_path: pathlib.Path, delay_target: str, flag: list[str], status: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIOS)
+    out = tmp_path / "o"
+    code = main([
+        "pretest", str(path), "--target", delay_target, "--quiet", "--out", str(out),
+        "--profile", "constant:rate=1,duration=1,arrivals=even", *flag,
+    ])  # fmt: skip
+    verdict = json.loads((out / "report.json").read_text())["verdict"]
+    wer = next(c for c in verdict["checks"] if c["key"] == "wer_pct")
+    assert wer["status"] == status  # no transcript URL: WER was not measured
+    if flag:
+        assert code != 0 and verdict["require_all"]

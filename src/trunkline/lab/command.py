@@ -85,6 +85,12 @@ def add_pretest_parser(sub: Any) -> None:
     p.add_argument(
         "--rtp-ports", default="40000-49999", metavar="LO-HI", help="the lab's RTP ports"
     )
+    p.add_argument(
+        "--require-all",
+        action="store_true",
+        help="a threshold whose figure was not measured (WER without a transcript, MOS "
+        "over WebSocket) fails the verdict instead of being skipped",
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress")
     p.add_argument(
         "--workers",
@@ -160,7 +166,7 @@ async def run_pretest(args: argparse.Namespace) -> int:
     except FanoutError as exc:
         print(f"trunkline pretest: {exc}", file=sys.stderr)
         return 2
-    verdict = write_reports(run_a, out, thresholds)
+    verdict = write_reports(run_a, out, thresholds, require_all=args.require_all)
     print(f"pretest: {verdict.sentence()}")
     print(f"pretest: report {out / 'report.html'}")
     if target_b is not None:
@@ -169,7 +175,7 @@ async def run_pretest(args: argparse.Namespace) -> int:
         except FanoutError as exc:
             print(f"trunkline pretest: side B: {exc}", file=sys.stderr)
             return 2
-        write_reports(run_b, out / "b", thresholds)
+        write_reports(run_b, out / "b", thresholds, require_all=args.require_all)
         write_ab_report(run_a, run_b, out, seed=args.seed)
         print(f"pretest: A/B comparison {out / 'ab.html'}")
     return verdict.exit_code

@@ -236,7 +236,12 @@ def decide(
 ) -> tuple[VerdictStatus, str]:
     """The verdict and the sentence saying why."""
     if lab.overloaded:
-        reason = "the lab was overloaded, its timings are not trusted"
+        lost = summary.failures.get("lab_worker_lost", 0)
+        reason = (
+            f"{lost} calls were lost with a lab process, the run is incomplete"
+            if lost
+            else "the lab was overloaded, its timings are not trusted"
+        )
         return "inconclusive", reason + (f" ({lab.note})" if lab.note else "")
     if all(c.value is None for c in checks):
         return "inconclusive", f"nothing was measured ({summary.calls} calls)"
