@@ -13,6 +13,7 @@ from trunkline.lab.emodel import (
     G711_PLC,
     MAX_DELAY_MS,
     burst_ratio,
+    codec_profile,
     delay_impairment,
     estimate,
     loss_impairment,
@@ -74,7 +75,29 @@ def test_loss_impairment_with_and_without_plc() -> None:
     assert all(p < b for p, b in zip(plc, bare, strict=True))  # concealment helps
     # The formula's limit: Ie,eff tends to 95 (no speech) as loss tends to 100% random.
     assert loss_impairment(100.0, codec=G711_PLC) < 95.0
-    assert loss_impairment(1.0) == pytest.approx(95.0 / 26.1)  # Ie 0, Bpl 25.1, BurstR 1
+    assert loss_impairment(1.0, codec=G711_PLC) == pytest.approx(95.0 / 26.1)  # Bpl 25.1
+    assert loss_impairment(1.0) == pytest.approx(95.0 / 5.3)  # the default: no PLC, Bpl 4.3
+
+
+def test_codec_profiles_are_g113_appendix_i() -> None:
+    # G.113 Appendix I, Table I.3: G.711 has Ie = 0; Bpl = 25.1 with the PLC of G.711
+    # Appendix I, 4.3 without concealment (random loss).
+    assert (G711_PLC.ie, G711_PLC.bpl) == (0.0, 25.1)
+    assert (G711_NO_PLC.ie, G711_NO_PLC.bpl) == (0.0, 4.3)
+    assert estimate().r == estimate(codec=G711_PLC).r  # no loss: the codecs are the same
+    # 2 % random loss: Ie,eff = 95 * 2 / (2 + Bpl), R = 93.2 - Ie,eff (G.107 eq. 7-29).
+    bare, plc = estimate(loss_pct=2.0), estimate(loss_pct=2.0, codec=G711_PLC)
+    assert bare.loss_impairment == pytest.approx(30.159, abs=0.001)
+    assert plc.loss_impairment == pytest.approx(7.011, abs=0.001)
+    assert bare.r == pytest.approx(93.2 - 30.159, abs=0.05) and bare.mos < 3.3
+    assert plc.r == pytest.approx(93.2 - 7.011, abs=0.05) and plc.mos > 4.1
+
+
+def test_codec_profile_by_name() -> None:
+    assert codec_profile("g711") is G711_NO_PLC
+    assert codec_profile("G711_PLC") is G711_PLC and codec_profile(" g711-plc ") is G711_PLC
+    with pytest.raises(ValueError, match="g711-plc"):
+        codec_profile("opus")
 
 
 def test_bursty_loss_hurts_more() -> None:

@@ -21,11 +21,12 @@ The E-model adds up impairments on a scale where 100 is perfect::
 With everything at its default (no delay, no loss) ``R = 93.2`` and ``MOS = 4.41``: the
 best a narrowband G.711 call can score.
 
-Codec: G.711 has ``Ie = 0``. Its ``Bpl`` (ITU-T G.113 Appendix I) is 25.1 with packet
-loss concealment (G.711 Appendix I) and 4.3 without. ``G711_PLC`` is the default: the
-score stands for a person on a phone, and phones and gateways conceal lost packets.
-trunkline's own legs play 20 ms of silence for a lost packet (no PLC), so a score for
-what a trunkline leg hears takes ``G711_NO_PLC``.
+Codec: G.711 has ``Ie = 0``. Its ``Bpl`` (ITU-T G.113 Appendix I, Table I.3) is 25.1
+with packet loss concealment (G.711 Appendix I) and 4.3 without. ``G711_NO_PLC`` is
+the default: trunkline's own legs and the lab's ear play or hear a lost packet as 20 ms
+of silence, so that is what a call through them sounds like. ``G711_PLC`` scores a
+receiver that conceals losses (most phones and gateways); ``codec_profile(name)`` picks
+one by name (``g711``, ``g711-plc``) for a run's option.
 
 MOS from R is G.107 Annex B: ``1 + 0.035 R + 7e-6 R (R - 60)(100 - R)``, clamped to
 1..4.5 (1 below R = 6.5, where the cubic dips under 1; 4.5 from R = 100).
@@ -40,9 +41,11 @@ __all__ = [
     "G711_NO_PLC",
     "G711_PLC",
     "MAX_DELAY_MS",
+    "CODECS",
     "CodecProfile",
     "Estimate",
     "burst_ratio",
+    "codec_profile",
     "delay_impairment",
     "estimate",
     "loss_impairment",
@@ -116,6 +119,20 @@ class CodecProfile:
 
 G711_PLC = CodecProfile("G.711 with PLC (G.711 Appendix I)", ie=0.0, bpl=25.1)
 G711_NO_PLC = CodecProfile("G.711 without PLC", ie=0.0, bpl=4.3)
+#: The receivers a run may name.
+CODECS = {"g711": G711_NO_PLC, "g711-plc": G711_PLC}
+
+
+def codec_profile(name: str) -> CodecProfile:
+    """The profile called ``name`` in :data:`CODECS` (case and ``_``/``-`` ignored).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    key = name.strip().lower().replace("_", "-")
+    if key not in CODECS:
+        raise ValueError(f"unknown MOS codec {name!r}; expected one of {', '.join(CODECS)}")
+    return CODECS[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +180,9 @@ def delay_impairment(ta_ms: float) -> float:
     return idte + idle + idd
 
 
-def loss_impairment(loss_pct: float, burst_r: float = 1.0, codec: CodecProfile = G711_PLC) -> float:
+def loss_impairment(
+    loss_pct: float, burst_r: float = 1.0, codec: CodecProfile = G711_NO_PLC
+) -> float:
     """G.107 ``Ie,eff`` for ``loss_pct`` percent of packets lost with burst ratio ``burst_r``.
 
     Raises:
@@ -198,7 +217,7 @@ def estimate(
     delay_ms: float = 0.0,
     loss_pct: float = 0.0,
     burst_r: float = 1.0,
-    codec: CodecProfile = G711_PLC,
+    codec: CodecProfile = G711_NO_PLC,
     advantage: float = 0.0,
 ) -> Estimate:
     """R and MOS for a call with mouth-to-ear ``delay_ms`` and ``loss_pct`` loss.

@@ -2,8 +2,9 @@
 
 - RTP loss and jitter come from the lab leg's RFC 3550 receiver counters; the E-model
   (ITU-T G.107, :mod:`trunkline.lab.emodel`) turns loss, its burstiness and the delay
-  into an R-factor and a MOS. A WebSocket stream has no packets to lose: its MOS is the
-  codec's alone.
+  into an R-factor and a MOS, for G.711 without packet loss concealment unless the run
+  says otherwise (``Lab(mos_codec=...)``). A WebSocket stream has no packets to lose:
+  its MOS is the codec's alone.
 - WER compares what the caller said (the script's lines) with what the agent's
   recogniser heard (the caller entries of its transcript), both through the lab's pinned
   normaliser (:mod:`trunkline.lab.wer`). Without a transcript there is no WER.
@@ -25,8 +26,17 @@ from trunkline.lab.script import BargeIn, CallScript, Say
 MIN_JITTER_BUFFER_MS = 40.0
 
 
-def fill_media(result: CallResult, leg: Any) -> None:
-    """Loss, jitter, R-factor and MOS from the leg's receive counters."""
+def fill_media(
+    result: CallResult, leg: Any, codec: emodel.CodecProfile = emodel.G711_NO_PLC
+) -> None:
+    """Loss, jitter, R-factor and MOS from the leg's receive counters.
+
+    Args:
+        codec: the receiver the E-model scores (``Ie``, ``Bpl``): by default G.711
+            without packet loss concealment, which is what trunkline's legs and the lab's
+            ear are (a lost packet is 20 ms of silence); ``emodel.G711_PLC`` scores a
+            receiver that conceals losses (G.711 Appendix I), as most phones do.
+    """
     rx = leg.rx
     media = result.media
     media.packets_expected = rx.expected
@@ -38,7 +48,9 @@ def fill_media(result: CallResult, leg: Any) -> None:
     try:
         burst = emodel.burst_ratio(lost, rx.expected, runs) if lost and runs else 1.0
         delay = emodel.mouth_to_ear_ms(0.0, max(MIN_JITTER_BUFFER_MS, 2 * rx.jitter_ms))
-        score = emodel.estimate(delay_ms=delay, loss_pct=min(100.0, rx.loss_pct), burst_r=burst)
+        score = emodel.estimate(
+            delay_ms=delay, loss_pct=min(100.0, rx.loss_pct), burst_r=burst, codec=codec
+        )
     except ValueError:  # counts the model cannot take (a peer that restarted its stream)
         return
     media.r_factor, media.mos = round(score.r, 2), round(score.mos, 3)
