@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import numpy as np
 
-from trunkline.lab import expect
+from trunkline.lab import emodel, expect, kws
 from trunkline.lab.caller import CallTrace, ScriptRunner, hang_up_quietly
 from trunkline.lab.impair import Impairments
 from trunkline.lab.legs import LabRtpLeg, LabWsCaller
@@ -115,6 +115,13 @@ class Lab:
         rtp_ports: the lab's own RTP port range (SIP targets).
         local_host: the address the lab's SIP and RTP bind to (default: loopback of the
             target's family).
+        mos_codec: the receiver the E-model scores (its ``Ie``/``Bpl``): G.711 without
+            packet loss concealment by default, as trunkline's legs and the lab's ear
+            hear it; ``emodel.G711_PLC`` for a phone or gateway that conceals losses.
+        keyword_spotting: check ``contains`` reply expectations by keyword spotting on
+            the received audio when there is no ``transcript_url`` (:mod:`.kws`).
+        spotter_workers: processes of the keyword spotter's pool (default: half the
+            cores); started only when a call needs it.
     """
 
     def __init__(
@@ -126,6 +133,9 @@ class Lab:
         local_host: str | None = None,
         voices: VoiceBook | None = None,
         setup_timeout_s: float = SETUP_TIMEOUT_S,
+        mos_codec: emodel.CodecProfile = emodel.G711_NO_PLC,
+        keyword_spotting: bool = True,
+        spotter_workers: int | None = None,
     ) -> None:
         self.target = target
         self.transcript_url = transcript_url
@@ -133,6 +143,10 @@ class Lab:
         self.local_host = local_host or ("::1" if ":" in target.host else "127.0.0.1")
         self.voices = voices or VoiceBook()
         self.setup_timeout_s = setup_timeout_s
+        self.mos_codec = mos_codec
+        self.keyword_spotting = keyword_spotting
+        self.spotter_workers = spotter_workers
+        self._spotter: kws.Spotter | None = None
         self.pacer = Pacer()
         self.sip: SipCalls | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -161,6 +175,8 @@ class Lab:
         if self.session is not None:
             await self.session.close()
         await self.voices.aclose()
+        if self._spotter is not None:
+            self._spotter.close()
         self.pacer.stop()
 
     async def prepare(self, scripts: list[CallScript]) -> None:
@@ -216,6 +232,7 @@ class Lab:
         result.setup_ms = round((trace.answered_at - dialled) * 1000, 2)
         result.setup_status = 200 if isinstance(leg, LabRtpLeg) else None
         result.agent_call_id = leg.call_id
+        tap = self._tap(leg, script)
         runner = ScriptRunner(leg, script, lines, trace)
         if isinstance(leg, LabWsCaller):
             runner.sink.on_transfer = lambda target: leg.answer_transfer(target, True, 200)
@@ -229,18 +246,32 @@ class Lab:
                 trace.hangup_by = trace.hangup_by or "caller"
             await hang_up_quietly(leg)
         trace.ended_at = trace.ended_at or monotonic()
-        fill_timing(result, trace, leg.ear)
-        fill_media(result, leg)
+        timeline = fill_timing(result, trace, leg.ear, script)
+        fill_media(result, leg, self.mos_codec)
         result.hangup_by = cast(Any, trace.hangup_by)
         result.transfer_requested = trace.transfer_target is not None
         result.transfer_target = trace.transfer_target or ""
         transcript = await self._transcript(leg.call_id)
-        expect.check_turns(result, script, transcript)
+        expect.check_turns(result, script, timeline, transcript)
+        if transcript is None and tap is not None:
+            if self._spotter is None:
+                self._spotter = kws.Spotter(self.spotter_workers)
+            await kws.check_turns(result, script, timeline, tap, self._spotter)
         fill_wer(result, script, transcript)
         expect.check_call(result, script)
         for check in script.expect.checks:
             result.expectations.append(await self._check_url(check, leg.call_id))
         _categorize(result, script, trace, leg)
+
+    def _tap(self, leg: LabRtpLeg | LabWsCaller, script: CallScript) -> kws.TapEar | None:
+        """Keep the agent's audio of this call when keyword spotting will need it."""
+        if not self.keyword_spotting or self.transcript_url or not kws.needs_spotting(script):
+            return None
+        # Swapped in right after the answer: frames heard before it (early media) are
+        # in the ear's segments but not in the tap, which only matters for a greeting.
+        tap = kws.TapEar.replacing(leg.ear)
+        leg.ear = tap
+        return tap
 
     def _impairments(self, script: CallScript) -> Impairments | None:
         spec = script.impairment

@@ -2,13 +2,31 @@
 
 The agent's words come from its transcript, where the agent exposes one (trunkline's
 records API does: ``GET /calls/{call_id}``). Its entries are ``{"role": "agent" |
-"caller", "text": ...}`` in order; the agent's reply to the caller's k-th utterance is
-everything the agent said after the k-th caller entry and before the next.
+"caller", "text": ..., "at": seconds since the call started}`` in order.
 
-Where no transcript is available, reply expectations cannot be checked honestly:
-spotting keywords in the received audio would need a recogniser in the lab for every
-call, which the lab does not run. Such an expectation is reported as not checked
-(``expect_ok`` stays None, with the reason), never as passed.
+Which words answer which turn
+-----------------------------
+Each turn owns a reply window of the lab's timeline (:mod:`trunkline.lab.measure`:
+the greeting's, then one per utterance, key press, silence and listen). An agent entry
+belongs to the window in which its audio started:
+
+- **With times** (every agent entry has a numeric ``at``, trunkline's do), the agent's
+  clock is tied to the lab's by its first entry: that is the first speech the lab heard.
+  Each later entry is placed at ``at`` plus that offset and snapped forward to the start
+  of the agent speech it became (an entry is written when the agent decides to speak,
+  its audio follows after the TTS's latency), at most ``SNAP_S`` later. A reprompt after
+  a caller's silence, or the answer to key presses (which leave no caller entry),
+  therefore lands in that turn's window.
+- **Without times**, caller entries split the transcript: the k-th caller entry is the
+  k-th utterance the lab spoke, and the agent entries after it go to that utterance's
+  window and to the windows of the key presses, silences and listens that followed it,
+  one stretch of heard speech per entry in order, the last window taking the rest. This
+  is a fallback: a recogniser that split or dropped an utterance shifts it.
+
+Where no transcript is available, ``contains`` expectations can be checked by keyword
+spotting on the received audio (:mod:`trunkline.lab.kws`); until then, or where that is
+impossible (a regex, words the spotter does not know), the turn is reported as not
+checked (``expect_ok`` stays None, with the reason), never as passed.
 """
 
 from __future__ import annotations
@@ -17,16 +35,34 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trunkline.lab.measure import Timeline
 from trunkline.lab.results import CallResult, ExpectationResult
 from trunkline.lab.script import CallScript, CheckUrl, Expect
 
+#: How far past its estimated time an agent entry is moved to the start of the speech it
+#: became: longer than any TTS's time to first audio, shorter than a turn.
+SNAP_S = 3.0
+#: The detail of a reply expectation that nothing could check (yet).
+NO_TRANSCRIPT = "not checked: the target exposes no transcript"
+
+#: Turn kinds whose caller entry the agent's transcript holds (speech it recognised).
+_SPEECH_KINDS = ("say", "barge_in")
+
+
+def _agent_text(entry: Mapping[str, Any]) -> str:
+    """The words of an agent entry; an interruption marker adds none (its played part
+    is already in the entry it interrupted)."""
+    if entry.get("interrupted") and not entry.get("text"):
+        return ""
+    return str(entry.get("text") or entry.get("played_text") or "")
+
 
 def agent_replies(transcript: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``[greeting, reply to caller utterance 1, reply to 2, ...]`` from a transcript."""
+    """``[greeting, reply to caller entry 1, reply to 2, ...]`` from a transcript."""
     replies = [""]
     for entry in transcript:
         role = entry.get("role")
-        text = str(entry.get("text") or entry.get("played_text") or "")
+        text = _agent_text(entry)
         if role == "caller":
             replies.append("")
         elif role == "agent" and text:
@@ -37,6 +73,76 @@ def agent_replies(transcript: Sequence[Mapping[str, Any]]) -> list[str]:
 def caller_texts(transcript: Sequence[Mapping[str, Any]]) -> list[str]:
     """What the agent's recogniser heard the caller say, utterance by utterance."""
     return [str(e.get("text") or "") for e in transcript if e.get("role") == "caller"]
+
+
+def window_replies(
+    timeline: Timeline, result: CallResult, transcript: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The agent's words per reply window of ``timeline`` (see the module docstring)."""
+    texts: list[list[str]] = [[] for _ in timeline.windows]
+    agent = [
+        (e.get("at"), _agent_text(e))
+        for e in transcript
+        if e.get("role") == "agent" and _agent_text(e)
+    ]
+    timed = all(isinstance(at, int | float) and not isinstance(at, bool) for at, _ in agent)
+    heard = [s for s, _ in timeline.segments if s >= timeline.t0]
+    if agent and timed and heard:
+        offset = heard[0] - float(agent[0][0])  # type: ignore[arg-type]
+        for at, text in agent:
+            t = _snap(timeline, float(at) + offset)  # type: ignore[arg-type]
+            texts[timeline.window_of(t)].append(text)
+    else:
+        _by_caller_entries(timeline, result, transcript, texts)
+    return [" ".join(t) for t in texts]
+
+
+def _snap(timeline: Timeline, t: float) -> float:
+    """``t``, or the start of the next speech when ``t`` falls in a silence."""
+    for start, end in timeline.segments:
+        if start <= t <= end:
+            return t
+        if start > t:
+            return start if start - t <= SNAP_S else t
+    return t
+
+
+def _by_caller_entries(
+    timeline: Timeline,
+    result: CallResult,
+    transcript: Sequence[Mapping[str, Any]],
+    texts: list[list[str]],
+) -> None:
+    """The fallback for transcripts without times: caller entries are the anchors."""
+    # Windows that start a group: the greeting's, then each recognised utterance's.
+    anchors = [0]
+    for position, turn in enumerate(result.turns):
+        window = timeline.window_of_turn(position)
+        if turn.kind in _SPEECH_KINDS and window is not None and window > anchors[-1]:
+            anchors.append(window)
+    groups: list[list[str]] = [[]]
+    for entry in transcript:
+        if entry.get("role") == "caller":
+            groups.append([])
+        elif entry.get("role") == "agent" and _agent_text(entry):
+            groups[-1].append(_agent_text(entry))
+    for g, entries in enumerate(groups):
+        if not entries:
+            continue
+        if g >= len(anchors):  # more caller entries than utterances: keep the last
+            texts[anchors[-1]].extend(entries)
+            continue
+        last = anchors[g + 1] if g + 1 < len(anchors) else len(timeline.windows)
+        speaking = [w for w in range(anchors[g], last) if timeline.speaks_in(w)]
+        if not speaking:
+            texts[anchors[g]].extend(entries)
+            continue
+        rest = list(entries)
+        for w in speaking[:-1]:
+            take = max(1, timeline.speaks_in(w))
+            texts[w].extend(rest[:take])
+            rest = rest[take:]
+        texts[speaking[-1]].extend(rest)
 
 
 def reply_matches(expect: Expect, heard: str) -> tuple[bool, str]:
@@ -50,22 +156,37 @@ def reply_matches(expect: Expect, heard: str) -> tuple[bool, str]:
     return True, ""
 
 
+def turn_expectation(script: CallScript, step_index: int) -> Expect | None:
+    """The reply expectation of the script's step ``step_index``, if any."""
+    if not 0 <= step_index < len(script.steps):
+        return None
+    return getattr(script.steps[step_index], "expect", None)
+
+
 def check_turns(
-    result: CallResult, script: CallScript, transcript: Sequence[Mapping[str, Any]] | None
+    result: CallResult,
+    script: CallScript,
+    timeline: Timeline,
+    transcript: Sequence[Mapping[str, Any]] | None,
 ) -> None:
-    """Fill each turn's ``heard``/``expect_ok`` from the transcript."""
-    replies = agent_replies(transcript) if transcript is not None else None
-    for n, turn in enumerate(result.turns):
-        step = script.steps[turn.index]
-        expect = getattr(step, "expect", None)
-        if replies is not None and n + 1 < len(replies):
-            turn.heard = replies[n + 1]
+    """Fill each turn's ``heard``/``expect_ok`` from the transcript, window by window.
+
+    Without a transcript, turns with an expectation get ``NO_TRANSCRIPT`` as their
+    detail (keyword spotting may check them afterwards).
+    """
+    replies = window_replies(timeline, result, transcript) if transcript is not None else None
+    for position, turn in enumerate(result.turns):
+        window = timeline.window_of_turn(position)
+        if replies is not None and window is not None:
+            turn.heard = replies[window]
+        expect = turn_expectation(script, turn.index)
         if expect is None:
             continue
         if replies is None:
-            turn.expect_detail = "not checked: the target exposes no transcript"
+            turn.expect_detail = NO_TRANSCRIPT
             continue
         turn.expect_ok, turn.expect_detail = reply_matches(expect, turn.heard)
+        turn.checked_by = "transcript"
 
 
 def json_path(doc: object, path: str) -> object:
