@@ -195,9 +195,14 @@ def test_jobs_read_back_and_refuse_what_is_wrong(tmp_path: pathlib.Path) -> None
         json.dumps({**good, "part": 2}),
         json.dumps({**good, "rtp_ports": [5, 1]}),
         json.dumps({k: v for k, v in good.items() if k != "target"}),
+        json.dumps({**good, "mos_codec": "g729"}),
     ):
         with pytest.raises(JobError):
             RunJob.from_json(broken)
+    plc = dataclasses.replace(job, mos_codec="g711-plc")
+    assert RunJob.from_json(plc.to_json()).mos_codec == "g711-plc"
+    old = {k: v for k, v in good.items() if k != "mos_codec"}  # a job from before the field
+    assert RunJob.from_json(json.dumps(old)).mos_codec == "g711"
     with pytest.raises(JobError, match="not the run's"):
         dataclasses.replace(job, scenario_names=("other",)).build()
     with pytest.raises(JobError, match="does not parse"):

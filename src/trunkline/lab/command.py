@@ -86,6 +86,13 @@ def add_pretest_parser(sub: Any) -> None:
         "--rtp-ports", default="40000-49999", metavar="LO-HI", help="the lab's RTP ports"
     )
     p.add_argument(
+        "--mos-codec",
+        default="g711",
+        choices=("g711", "g711-plc"),
+        help="what the E-model assumes of the receiver: G.711 without packet loss "
+        "concealment (default; trunkline's legs and most gateways' raw path) or with it",
+    )
+    p.add_argument(
         "--require-all",
         action="store_true",
         help="a threshold whose figure was not measured (WER without a transcript, MOS "
@@ -199,7 +206,11 @@ async def _run(
     )
     if args.replay is None and (args.workers > 1 or args.remote_workers):
         return await _fan_out(args, plan, target, rtp_ports)
-    async with Lab(target, transcript_url=args.transcript_url, rtp_ports=rtp_ports) as lab:
+    from trunkline.lab.emodel import codec_profile
+
+    codec = codec_profile(args.mos_codec)
+    lab = Lab(target, transcript_url=args.transcript_url, rtp_ports=rtp_ports, mos_codec=codec)
+    async with lab:
         if args.quiet:
             return await Runner(lab, plan).run()
         with LiveProgress(title=f"pretest {target.text}") as progress:
@@ -218,11 +229,12 @@ async def _fan_out(
             return await run_remote(
                 plan, target.text, args.remote_workers, redis_url=args.redis,
                 rtp_ports=rtp_ports, transcript_url=args.transcript_url,
-                progress=progress, claim_timeout_s=args.claim_timeout,
+                mos_codec=args.mos_codec, progress=progress,
+                claim_timeout_s=args.claim_timeout,
             )  # fmt: skip
         return await run_local(
             plan, target.text, args.workers, rtp_ports=rtp_ports,
-            transcript_url=args.transcript_url, progress=progress,
+            transcript_url=args.transcript_url, mos_codec=args.mos_codec, progress=progress,
         )  # fmt: skip
 
     if args.quiet:

@@ -89,6 +89,7 @@ def make_jobs(
     rtp_ports: tuple[int, int],
     transcript_url: str | None,
     split_rtp: bool,
+    mos_codec: str = "g711",
 ) -> list[RunJob]:
     """One job per share (each with its own RTP slice when the workers share a host)."""
     files = scenario_files(plan.scenarios)
@@ -107,6 +108,7 @@ def make_jobs(
             label=plan.label,
             variables=dict(plan.variables or {}),
             transcript_url=transcript_url,
+            mos_codec=mos_codec,
         )
         for k in range(parts)
     ]
@@ -119,6 +121,7 @@ async def run_local(
     *,
     rtp_ports: tuple[int, int],
     transcript_url: str | None = None,
+    mos_codec: str = "g711",
     progress: Progress | None = None,
     worker_argv: Sequence[str] = (sys.executable, "-m", "trunkline.lab.worker"),
 ) -> RunResult:
@@ -130,7 +133,7 @@ async def run_local(
     check_fanout(plan, workers)
     jobs = make_jobs(
         plan, target, workers, run_id="local", rtp_ports=rtp_ports,
-        transcript_url=transcript_url, split_rtp=True,
+        transcript_url=transcript_url, split_rtp=True, mos_codec=mos_codec,
     )  # fmt: skip
     merge = RunMerge(plan, target, workers, progress or _Quiet())
     procs: list[asyncio.subprocess.Process] = []

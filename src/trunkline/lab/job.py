@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from trunkline.lab.emodel import codec_profile
 from trunkline.lab.profile_parse import parse_profile
 from trunkline.lab.profiles import ProfileError
 from trunkline.lab.runner import Share
@@ -56,6 +57,7 @@ class RunJob:
         label: the A/B side's name, or empty.
         variables: scenario variable overrides.
         transcript_url: the agent's transcript URL template, or None.
+        mos_codec: the E-model's codec profile by name (``emodel.CODECS``).
         claim_by: a worker taking the job after this (wall clock) skips it: its
             coordinator has given up on it (0: no deadline).
     """
@@ -72,6 +74,7 @@ class RunJob:
     label: str = ""
     variables: dict[str, str] = field(default_factory=dict)
     transcript_url: str | None = None
+    mos_codec: str = "g711"
     claim_by: float = 0.0
 
     @property
@@ -94,6 +97,7 @@ class RunJob:
                 "label": self.label,
                 "variables": self.variables,
                 "transcript_url": self.transcript_url,
+                "mos_codec": self.mos_codec,
                 "claim_by": self.claim_by,
             },
             separators=(",", ":"),
@@ -132,12 +136,17 @@ class RunJob:
                 label=_typed(data, "label", str),
                 variables={_str(k): _str(v) for k, v in _typed(data, "variables", dict).items()},
                 transcript_url=data.get("transcript_url") and _str(data["transcript_url"]),
+                mos_codec=_str(data.get("mos_codec", "g711")),
                 claim_by=_number(data.get("claim_by", 0.0)),
             )
         except (TypeError, IndexError, KeyError) as exc:
             raise JobError(f"job field is malformed: {exc}") from None
         if not job.run_id or not 0 <= job.part < job.parts:
             raise JobError(f"job has no run id or no share {job.part} of {job.parts}")
+        try:
+            codec_profile(job.mos_codec)
+        except ValueError as exc:
+            raise JobError(f"job's mos_codec: {exc}") from None
         return job
 
     def build(self) -> tuple[list[Any], Any]:

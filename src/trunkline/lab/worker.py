@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
+from trunkline.lab.emodel import codec_profile
 from trunkline.lab.engine import Lab, Target, TargetError
 from trunkline.lab.job import JobError, RunJob
 from trunkline.lab.results import CallResult, LabHealth
@@ -87,7 +88,9 @@ async def run_share(
     except TargetError as exc:
         raise JobError(f"job's target: {exc}") from None
     plan = RunPlan(scenarios, profile, job.seed, label=job.label, variables=job.variables)
-    async with Lab(target, transcript_url=job.transcript_url, rtp_ports=job.rtp_ports) as lab:
+    codec = codec_profile(job.mos_codec)
+    lab = Lab(target, transcript_url=job.transcript_url, rtp_ports=job.rtp_ports, mos_codec=codec)
+    async with lab:
         emitter = _Emitter(emit, lab)
         runner = Runner(
             lab,

@@ -263,6 +263,7 @@ async def run_remote(
     redis_url: str,
     rtp_ports: tuple[int, int],
     transcript_url: str | None = None,
+    mos_codec: str = "g711",
     progress: Progress | None = None,
     claim_timeout_s: float = 30.0,
     silence_s: float = SILENCE_S,
@@ -287,7 +288,7 @@ async def run_remote(
             await ensure_group(client)
             jobs = make_jobs(
                 plan, target, workers, run_id=run_id, rtp_ports=rtp_ports,
-                transcript_url=transcript_url, split_rtp=False,
+                transcript_url=transcript_url, split_rtp=False, mos_codec=mos_codec,
             )  # fmt: skip
             claim_by = time.time() + claim_timeout_s
             for job in jobs:
