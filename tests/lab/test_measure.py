@@ -150,7 +150,17 @@ def test_a_listen_first_hears_the_greeting_and_dtmf_opens_a_window() -> None:
     assert [w.turns for w in timeline.windows] == [(0,), (1,)]
     assert result.turns[1].latency_ms == 1000.0
     assert timeline.speaks_in(0) == 1 and timeline.speaks_in(1) == 1
-    assert timeline.bounds(1) == (T0 + 4.0, T0 + 8.0)
+    assert timeline.bounds(1) == (T0 + 3.0, T0 + 8.0)  # from the first digit
+
+
+def test_an_answer_before_the_last_digit_is_the_answer_to_the_key_presses() -> None:
+    # "1234#": the agent has its four digits at 3.6 and answers at 3.8, before the '#'.
+    ear = ear_with((0.3, 2.0), (3.8, 5.0))
+    spoken = [Spoken(0, "dtmf", "1234#", 3.0, 4.0)]
+    trace = trace_with([2.7], spoken, ended=6.0)
+    timeline = fill_timing(new_result(), trace, ear, script(Press("1234#")))
+    assert timeline.window_of(T0 + 3.8) == timeline.window_of_turn(0) == 1
+    assert timeline.speaks_in(0) == 1 and timeline.speaks_in(1) == 1
 
 
 def test_quiet_point_replays_the_runner() -> None:

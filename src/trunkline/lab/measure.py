@@ -26,7 +26,9 @@ in it is the agent's answer to that turn. Windows partition the call from the an
 on, in order: the greeting's window first, then one per turn, each running to the next
 one's start.
 
-- ``say``/``dtmf``/``barge_in``: from the caller's last speech sample or digit.
+- ``say``/``barge_in``: from the caller's last speech sample; ``dtmf``: from the first
+  digit (an agent may answer before the last one: a PIN complete at its fourth digit,
+  before the caller's ``#``).
 - ``silence``: from the moment the caller went quiet on purpose, i.e. once the agent's
   previous speech was over (the script runner first waits for the agent to finish, as
   ``ScriptRunner._agent_done`` does; that moment is rebuilt here from the ear's
@@ -180,7 +182,9 @@ def fill_timing(
         said = by_step.get(i)
         if said is not None:
             turn = _spoken_turn(said, spoken, t0, end_of_call, ear)
-            opens = said.end
+            # Key presses: from the first digit, since an agent may rightly answer before
+            # the last one (a PIN complete at its fourth digit, before the caller's '#').
+            opens = said.start if said.kind == "dtmf" else said.end
             last_action_end = said.end
         elif isinstance(step, Silence | Listen):
             turn = TurnResult(index=i, kind="silence" if isinstance(step, Silence) else "listen")
