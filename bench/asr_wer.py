@@ -1,6 +1,9 @@
 """Word error rate of the embedded recognizer on the Acme phrases, in three espeak-ng voices.
 
 Run:  .venv/bin/python bench/asr_wer.py [--voices en-us en-gb en-us+f3] [--rate 160]
+      .venv/bin/python bench/asr_wer.py --dev          # six other voices, for tuning
+      .venv/bin/python bench/asr_wer.py --measure-cmn  # the telephone CMN prior
+      .venv/bin/python bench/asr_wer.py --no-second-pass --no-dither --no-variants
 
 Every phrase the Acme agent (``examples/acme/agent.yaml``) listens for is spoken by
 espeak-ng, cut to 8 kHz, sent through G.711 u-law and back (what a phone line delivers),
@@ -24,6 +27,10 @@ same to the agent as the reference (same intent and slot values under the state'
 grammar: "yeah" for "yes"). Accuracy is deterministic (same audio, same decoder), so
 ``tests/providers/test_wer_voices.py`` asserts it on ``TEST_SUBSET``; this script covers
 every phrase and prints the misses.
+
+The three voices are the test set. Settings of the recognizer are chosen on ``--dev``
+(the same phrases in ``DEV_VOICES``, six other espeak-ng voices), and its CMN prior is
+measured on ``CMN_SENTENCES`` (no agent phrase) in ``CMN_VOICES`` (none of the three).
 """
 
 from __future__ import annotations
@@ -53,6 +60,45 @@ ACME = Path(__file__).resolve().parents[1] / "examples" / "acme" / "agent.yaml"
 #: Three distinct espeak-ng voices: American and British male, and an American female
 #: variant (a higher pitch and a different formant set).
 VOICES = ("en-us", "en-gb", "en-us+f3")
+#: Voices to tune on (``--dev``): accents and pitches the test voices do not have.
+DEV_VOICES = ("en-us-nyc", "en-gb-x-rp", "en-029", "en-us+f2", "en-gb-scotland", "en-us+m3")
+#: Voices and sentences ``--measure-cmn`` measures the telephone CMN prior on.
+CMN_VOICES = (
+    "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-us+m3",
+    "en-us+f2", "en-gb+f4", "en-us+m7", "en-gb-x-gbcwmd",
+)  # fmt: skip
+CMN_SENTENCES = (
+    "hello I am calling about my bill from last month",
+    "could you tell me when the store opens on saturday",
+    "I would like to speak with someone in the billing department",
+    "my phone number is five five five two one nine eight",
+    "the package never arrived at my house",
+    "can I pay with a credit card over the phone",
+    "I need to cancel my subscription please",
+    "what time does the pharmacy close tonight",
+    "the internet has been down since yesterday morning",
+    "please send the invoice to my email address",
+    "I moved to a new address in the city last week",
+    "is there a discount for students or seniors",
+    "my account was charged twice for the same thing",
+    "I want to return these shoes because they do not fit",
+    "how long will the repair take",
+    "the driver left the box at the wrong door",
+    "can you help me reset my password",
+    "I am waiting for a refund of forty dollars",
+    "we booked a table for six people at eight thirty",
+    "the television remote stopped working after a week",
+    "sorry could you repeat that more slowly",
+    "I think there is a mistake on my statement",
+    "thank you very much for your help today",
+    "the weather is cold and windy this afternoon",
+    "my flight leaves at seven in the evening",
+    "please connect me with the manager",
+    "I have a question about the warranty",
+    "the heating in the apartment is broken again",
+    "yes I can hear you clearly now",
+    "no I do not want any extra services",
+)
 #: espeak-ng's default speaking rate, about a caller's pace.
 RATE_WPM = 160
 #: Line silence before the speech: the pipeline's pre-roll is 300 ms and the VAD confirms
@@ -277,9 +323,51 @@ def print_results(results: dict[str, VoiceResult], *, show_misses: bool = True) 
                 print(f"  {r.voice}: [{case.state}] {case.text!r} -> {heard!r}")
 
 
+def measure_cmn(rate_wpm: int = RATE_WPM) -> str:
+    """The telephone CMN prior: ``CMN_SENTENCES`` in ``CMN_VOICES`` through G.711.
+
+    Each voice's sentences are decoded twice in a row (the live CMN forgets its start),
+    the mean is read after every sentence of the second round and averaged, and the
+    voices' averages are averaged. Digital silence has no energy and the live CMN skips
+    it, so this is a mean of speech. No dither: dithered silence would count.
+    """
+    import numpy as np
+    import pocketsphinx
+
+    from trunkline.providers.asr_worker import TELEPHONE_CMNINIT, Upsampler2x
+
+    decoder = pocketsphinx.Decoder(loglevel="FATAL", lm=None)
+    decoder.add_jsgf_string("any", "#JSGF V1.0;\ngrammar g;\npublic <s> = hello ;\n")
+    decoder.activate_search("any")
+    silence_lead, silence_trail = bytes(LEAD_MS * 16), bytes(TRAIL_MS * 16)
+    means = []
+    for voice in CMN_VOICES:
+        decoder.set_cmn(TELEPHONE_CMNINIT)
+        seen = []
+        for round_ in range(2):
+            for text in CMN_SENTENCES:
+                pcm = Upsampler2x().process(
+                    silence_lead + render(text, voice, rate_wpm) + silence_trail
+                )
+                decoder.start_utt()
+                decoder.process_raw(pcm, True, False)  # features and CMN only, no search
+                decoder.end_utt()
+                if round_:
+                    seen.append([float(x) for x in decoder.get_cmn().split(",")])
+        means.append(np.mean(seen, axis=0))
+        print(f"  {voice:<16} " + " ".join(f"{x:6.1f}" for x in means[-1]), flush=True)
+    return ",".join(f"{x:.2f}" for x in np.mean(means, axis=0))
+
+
 async def main_async(args: argparse.Namespace) -> None:
     from trunkline.providers.embedded_asr import PocketsphinxASR
 
+    if args.measure_cmn:
+        print(f"CMN prior over {len(CMN_SENTENCES)} sentences x {len(CMN_VOICES)} voices:")
+        print(measure_cmn(args.rate))
+        return
+    if args.dev:
+        args.voices = list(DEV_VOICES)
     spec = load_agent_spec(ACME)
     cases = test_cases() if args.subset else acme_cases(spec)
     print(
@@ -293,7 +381,15 @@ async def main_async(args: argparse.Namespace) -> None:
         options[key] = _option_value(value)
     if options != GRAMMAR_OPTIONS:
         print(f"grammar decoder options: {options}")
-    settings = DecoderSettings(grammar_options=options)
+    settings = DecoderSettings(
+        grammar_options=options,
+        dither=not args.no_dither,
+        second_pass=not args.no_second_pass,
+        variants=not args.no_variants,
+    )
+    off = [n for n in ("dither", "second_pass", "variants") if not getattr(settings, n)]
+    if off:
+        print(f"off: {', '.join(off)}")
     started = time.monotonic()
     async with PocketsphinxASR(workers=args.workers, settings=settings) as asr:
         results = await measure(asr, spec, cases, args.voices, rate_wpm=args.rate)
@@ -322,6 +418,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=RATE_WPM, help="words per minute")
     parser.add_argument("--workers", type=int, default=None, help="ASR worker processes")
     parser.add_argument("--subset", action="store_true", help="only the test's subset")
+    parser.add_argument("--dev", action="store_true", help="the tuning voices (DEV_VOICES)")
+    parser.add_argument("--measure-cmn", action="store_true", help="print the CMN prior")
+    parser.add_argument("--no-dither", action="store_true", help="no dither")
+    parser.add_argument("--no-second-pass", action="store_true", help="one decoding pass")
+    parser.add_argument("--no-variants", action="store_true", help="no dictionary variants")
     parser.add_argument(
         "--decoder-option",
         action="append",

@@ -36,7 +36,8 @@ loops (whole-sentence exact matches):
   misses are "oh" inserted into digit strings; the literal phrases of the tests are
   recognised 44/45 across voices and rates. Band extension tricks (spectral folding,
   shifted or shaped noise in 4-8 kHz) did not help.
-- Decode CPU: about 12 ms per second of audio with a grammar (~20 ms per utterance),
+- Decode CPU: about 12 ms per second of audio with a grammar (~20 ms per utterance;
+  twice that since grammar utterances are decoded in two passes, see ``asr_worker``),
   about 360 ms per second with the general model (~0.9 s per utterance): a core keeps
   up with ~80 grammar streams but fewer than 3 open-vocabulary ones.
 - The general model on the same telephone audio is poor (roughly 4 words in 5 wrong);
