@@ -25,6 +25,21 @@ After ``--warmup`` seconds it measures a steady window:
   its pacer's send lateness (``GET /stats``);
 - the generator's own CPU and tick lateness: past 5 ms p99 the row says GENERATOR-BOUND.
 
+With ``--embedded`` (trunkline only) the server runs the real embedded providers, as
+``trunkline serve --agent`` does (PocketsphinxASR's worker pool, one child process per
+CPU, all pinned to CPU 0 with the server, and EspeakTTS), and the callers' espeak-ng
+speech is what the recognizer decodes. Its rows are labelled ``embedded`` and differ so:
+
+- server CPU and RSS include the ASR worker children (psutil, the process tree summed at
+  each end of the window; RSS summed over the processes, so pages they share count once
+  per process, and RSS per call is the growth of that sum over the idle server's);
+- the overhead is the latency minus the endpoint silence only: the real decode and TTS
+  are in it;
+- after the run, the call records (the server's SQLite store) are read back: a caller
+  turn whose reply is not the scripted one (``agent_texts``) is ``misrec`` (over every
+  turn of the calls, not only the window's; once a call leaves the script, its later
+  replies are all off it, so ``offcalls`` counts the calls that left it).
+
 Traffic goes only to 127.0.0.1; every loop is bounded by the call count or a deadline.
 """
 
@@ -32,20 +47,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import numpy as np
+import psutil
 
 import agent_script
 import pipecat_side
@@ -89,6 +108,10 @@ class Point:
     gen_p99_ms: float
     failed: int
     notes: list[str] = field(default_factory=list)
+    misrec: tuple[int, int, int] | None = None  # (off-script replies, replies, calls off)
+    latency_p95_ms: float = np.nan
+    # the server's RSS idle and at N calls, and of that its own process's (no children)
+    rss_mb: tuple[float, float, float, float] = (np.nan, np.nan, np.nan, np.nan)
 
     @property
     def cpu_per_call_ms(self) -> float:
@@ -120,6 +143,8 @@ def server_for(side: str, args: argparse.Namespace, workdir: Path) -> ServerProc
             sys.executable, str(BENCH / "agent_server.py"), "--http", f"{HOST}:{port}",
             "--workdir", str(workdir / f"server-{port}"),
         ]  # fmt: skip
+        if args.embedded:
+            cmd.append("--embedded")
         if args.profile:
             cmd += ["--profile", str(Path(args.profile) / f"trunkline-{args.calls_now}.prof")]
     else:
@@ -132,9 +157,72 @@ def server_for(side: str, args: argparse.Namespace, workdir: Path) -> ServerProc
     return ServerProcess(side, cmd + timing, port, workdir / f"{side}-{port}.log")
 
 
+def tree_cpu_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and its live descendants (the ASR workers)."""
+    user = system = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        user, system = user + times.user, system + times.system
+    return user, system
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """RSS of a process plus its live descendants' (shared pages counted per process)."""
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def off_script(db: Path, replies: list[str]) -> tuple[int, int, int, Counter[str]]:
+    """(replies off the script, replies, calls that left the script, what was heard where
+    each call left it) in the call records.
+
+    Each caller entry of a record's transcript is paired with the agent text after it
+    (up to the next caller entry) and compared with the scripted reply of that turn.
+    """
+    off = total = calls_off = 0
+    heard: Counter[str] = Counter()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT record FROM call_records").fetchall()
+    for (text,) in rows:
+        said: list[list[str]] = []
+        callers: list[str] = []
+        for entry in json.loads(text).get("transcript", []):
+            if entry.get("role") == "caller":
+                said.append([])
+                callers.append(str(entry.get("text", "")))
+            elif said and entry.get("text"):
+                said[-1].append(entry["text"])
+        left = False
+        for turn, parts in enumerate(said):
+            if not parts:  # the call ended before the reply
+                continue
+            total += 1
+            if turn >= len(replies) or " ".join(parts) != replies[turn]:
+                if not left:
+                    expected = agent_script.caller_text(turn)
+                    heard[f"{expected!r} heard as {callers[turn]!r}"] += 1
+                off += 1
+                left = True
+        calls_off += left
+    return off, total, calls_off, heard
+
+
 async def run_point(side: str, n: int, args: argparse.Namespace, workdir: Path) -> Point:
     args.calls_now = n
     server = server_for(side, args, workdir)
+    embedded = side == "trunkline" and args.embedded
+    cpu_s = tree_cpu_s if embedded else proc_cpu_s
+    rss_bytes = tree_rss_bytes if embedded else proc_rss_bytes
     await server.start()
     pacer = Pacer()
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -142,10 +230,10 @@ async def run_point(side: str, n: int, args: argparse.Namespace, workdir: Path) 
     failed = 0
     try:
         await asyncio.sleep(1.0)
-        rss0 = proc_rss_bytes(server.pid)
-        idle0, idle_t0 = proc_cpu_s(server.pid), time.monotonic()
+        rss0, own0 = rss_bytes(server.pid), proc_rss_bytes(server.pid)
+        idle0, idle_t0 = cpu_s(server.pid), time.monotonic()
         await asyncio.sleep(IDLE_S)
-        idle_share = (sum(proc_cpu_s(server.pid)) - sum(idle0)) / (time.monotonic() - idle_t0)
+        idle_share = (sum(cpu_s(server.pid)) - sum(idle0)) / (time.monotonic() - idle_t0)
         pacer.start()
         url = f"ws://{HOST}:{server.port}/media"
 
@@ -177,10 +265,10 @@ async def run_point(side: str, n: int, args: argparse.Namespace, workdir: Path) 
             async with session.post(f"http://{HOST}:{server.port}/stats/reset"):
                 pass
         pacer.lateness.reset()
-        cpu0, gcpu0, t0 = proc_cpu_s(server.pid), time.process_time(), time.monotonic()
+        cpu0, gcpu0, t0 = cpu_s(server.pid), time.process_time(), time.monotonic()
         await asyncio.sleep(args.window)
-        cpu1, gcpu1, t1 = proc_cpu_s(server.pid), time.process_time(), time.monotonic()
-        rss_n = proc_rss_bytes(server.pid)
+        cpu1, gcpu1, t1 = cpu_s(server.pid), time.process_time(), time.monotonic()
+        rss_n, own_n = rss_bytes(server.pid), proc_rss_bytes(server.pid)
         lag = await server.lag()
         pacer_p99 = None
         if side == "trunkline":
@@ -189,12 +277,14 @@ async def run_point(side: str, n: int, args: argparse.Namespace, workdir: Path) 
         gen_p99 = pacer.lateness.percentile(99) * 1000
         up = sum(1 for c in callers if not c.closed.done())
         latencies, over = [], []
-        fixed = args.endpoint_ms + args.asr_final_ms  # what every turn waits for, in ms
+        fixed = args.endpoint_ms + (0 if embedded else args.asr_final_ms)  # every turn's wait
+
         for c in callers:
             for turn, sent, lat in c.turns:
                 if t0 <= sent < t1:
                     # trunkline's cache answers a fixed prompt without the TTS's wait
-                    tts = 0.0 if side == "trunkline" and args.cached[turn] else args.tts_ms
+                    cached = side == "trunkline" and args.cached[turn]
+                    tts = 0.0 if embedded or cached else args.tts_ms
                     latencies.append(lat * 1000)
                     over.append(lat * 1000 - fixed - tts)
         missed = sum(1 for c in callers for sent in c.missed if t0 <= sent < t1)
@@ -204,13 +294,25 @@ async def run_point(side: str, n: int, args: argparse.Namespace, workdir: Path) 
         await session.close()
         pacer.stop()
         await server.stop()
+    misrec = None
+    if embedded:
+        db = Path(server.cmd[server.cmd.index("--workdir") + 1]) / "records.sqlite3"
+        misrec = (0, 0, 0)
+        if db.exists():
+            off, total, calls_off, heard = off_script(db, args.replies)
+            misrec = (off, total, calls_off)
+            for what, count in heard.most_common(5):
+                print(f"  embedded N={n}: {count} call(s) left the script: {what}", flush=True)
     errors = server.error_lines()
     for line in errors:
         print(f"  {side} server: {line}", file=sys.stderr)
     wall = t1 - t0
     over_ms = np.array(over or [np.nan])  # no turn in the window: no figure
     return Point(
-        side=side,
+        side="embedded" if embedded else side,
+        misrec=misrec,
+        latency_p95_ms=float(np.percentile(latencies, 95)) if latencies else np.nan,
+        rss_mb=(rss0 / 2**20, rss_n / 2**20, own0 / 2**20, own_n / 2**20),
         calls=n,
         up=up,
         idle_cpu_share=idle_share,
@@ -236,6 +338,12 @@ HEADER = (
 )
 
 
+EMBEDDED_LABEL = (
+    "embedded: real PocketsphinxASR + EspeakTTS; CPU and RSS include the ASR worker"
+    " children; overhead = latency - endpoint silence (decode and TTS in it)"
+)
+
+
 def print_point(p: Point) -> None:
     flags = []
     if p.saturated:
@@ -245,6 +353,11 @@ def print_point(p: Point) -> None:
     if p.failed:
         flags.append(f"failed={p.failed}")
     flags += p.notes
+    if p.misrec is not None:
+        flags.append(f"misrec={p.misrec[0]}/{p.misrec[1]} offcalls={p.misrec[2]}")
+        flags.append(f"lat-p95={p.latency_p95_ms:.0f}")
+        mb = p.rss_mb
+        flags.append(f"RSS={mb[0]:.0f}->{mb[1]:.0f}MB(server alone {mb[2]:.0f}->{mb[3]:.0f})")
     over, lag = p.overhead_ms, p.lag_ms
     fields = [
         f"{p.side:<10} {p.calls:>5} {p.up:>4}",
@@ -267,6 +380,8 @@ def summarize(points: list[Point]) -> None:
     for p in points:
         groups.setdefault((p.side, p.calls), []).append(p)
     print("\nmedians over repeats (the run with the median CPU per call-second):")
+    if any(p.side == "embedded" for p in points):
+        print(EMBEDDED_LABEL)
     print(HEADER)
     for key in sorted(groups, key=lambda k: (k[1], k[0])):
         print_point(median_by(groups[key], lambda p: p.cpu_per_call_ms))
@@ -340,6 +455,7 @@ async def main_async(args: argparse.Namespace) -> None:
         workdir = Path(tmp)
         texts = await agent_script.agent_texts(spec, SCRIPTED_TURNS)
         args.cached = texts.cached
+        args.replies = texts.replies
         script = {
             "greeting": texts.greeting,
             "replies": texts.replies,
@@ -352,6 +468,8 @@ async def main_async(args: argparse.Namespace) -> None:
             f"{args.warmup:g} s; Pipecat VAD: {args.pipecat_vad}",
             flush=True,
         )
+        if args.embedded:
+            print(EMBEDDED_LABEL)
         print(HEADER)
         points: list[Point] = []
         for _ in range(args.repeat):
@@ -383,7 +501,14 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="DIR", help="profile trunkline's server (cProfile; not for figures)"
     )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="trunkline on the real embedded ASR and TTS (not with --pipecat)",
+    )
     args = parser.parse_args()
+    if args.embedded and (args.pipecat or args.pipecat_only):
+        parser.error("--embedded runs trunkline only (Pipecat stays on the fakes)")
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -13,8 +13,11 @@ with the speech providers swapped for the fakes of ``trunkline.providers.fakes``
 - TTS: a 440 Hz tone, 65 ms per character, first chunk ``--tts-first-byte-ms`` after
   the request.
 
-The VAD is on (webrtcvad, as in production). Event-loop lag is sampled in the process
-(``loop_lag``: SIGUSR1 resets, SIGUSR2 prints a JSON line).
+With ``--embedded`` the providers are the command line's own (``cli._embedded_providers``:
+the PocketsphinxASR worker pool, one child process per CPU, and EspeakTTS), so the
+server is ``trunkline serve --agent`` unchanged. The VAD is on (webrtcvad, as in
+production). Event-loop lag is sampled in the process (``loop_lag``: SIGUSR1 resets,
+SIGUSR2 prints a JSON line).
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ async def serve(args: argparse.Namespace) -> int:
         rtp_low=parsed.rtp_ports[0], rtp_high=parsed.rtp_ports[1],
         max_calls=parsed.max_calls,
     )  # fmt: skip
+    if args.embedded:
+        return await cli._serve_agent(parsed, config)  # the embedded providers, as served
     return await cli._serve_agent(parsed, config, providers(args))
 
 
@@ -80,6 +85,9 @@ def main() -> None:
     parser.add_argument("--max-calls", type=int, default=10_000)
     parser.add_argument("--asr-final-ms", type=float, default=150.0)
     parser.add_argument("--tts-first-byte-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--embedded", action="store_true", help="the real embedded ASR and TTS, not the fakes"
+    )
     parser.add_argument("--profile", metavar="PATH", help="write cProfile stats here on exit")
     args = parser.parse_args()
     # Per-call INFO lines would cost the server CPU that production would not spend on a
