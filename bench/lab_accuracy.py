@@ -29,9 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import re
-import resource
 import signal
 import statistics
 import sys
@@ -47,6 +45,7 @@ from trunkline.lab.script import CallScript, HangUp, Listen, Say
 
 sys.path.insert(0, str(Path(__file__).parent))
 import lab_reference_uas as ref  # noqa: E402  (a helper beside this script)
+from proc_stats import own_cpu_s, pin, proc_cpu_s  # noqa: E402
 
 HOST = "127.0.0.1"
 LAB_RTP = (45000, 49999)
@@ -67,24 +66,6 @@ THREE_TURNS = CallScript(
         HangUp(),
     ),
 )
-
-
-def pin(cpu: int) -> None:
-    """Pin this process to ``cpu`` when the machine has it (lab and target apart)."""
-    if (os.cpu_count() or 1) > cpu:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, {cpu})
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of another process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 @contextlib.asynccontextmanager

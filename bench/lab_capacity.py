@@ -35,9 +35,7 @@ import asyncio
 import contextlib
 import cProfile
 import io
-import os
 import pstats
-import resource
 import shutil
 import signal
 import socket
@@ -47,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic, process_time
 
+from proc_stats import own_cpu_s, pin, proc_cpu_s
 from trunkline.lab.engine import Lab, Target
 from trunkline.lab.legs import LabRtpLeg
 from trunkline.lab.results import CallResult
@@ -132,22 +131,6 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def pin(pid: int, cpu: int) -> None:
-    if (os.cpu_count() or 1) > cpu:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(pid, {cpu})
-
-
 @contextlib.contextmanager
 def sipp_callee(workdir: Path, no_pin: bool) -> subprocess.Popen[bytes]:  # type: ignore[misc]
     """SIPp answering on a free port, echoing RTP; pinned to CPU 0 unless ``no_pin``."""
@@ -168,7 +151,7 @@ def sipp_callee(workdir: Path, no_pin: bool) -> subprocess.Popen[bytes]:  # type
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=None if no_pin else lambda: pin(0, 0),
+            preexec_fn=None if no_pin else lambda: pin(0),
         )
     proc.port = port  # type: ignore[attr-defined]
     try:
@@ -335,7 +318,7 @@ def print_point(p: Point) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     if not args.no_pin:
-        pin(0, 1)
+        pin(1)
     print(
         "callers    up  labCPU  per-core  late-p50  p99    max(ms)  SLO     loss      in     out"
         "  us/pkt  per-core@rate  sippCPU"
