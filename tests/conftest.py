@@ -1,14 +1,16 @@
-"""Fixtures shared by the agent and pipeline tests: the Acme spec, the demo CRM, a tool runner."""
+"""Fixtures shared across test folders: the Acme spec, the demo CRM, a tool runner, a Redis."""
 
 from __future__ import annotations
 
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from trunkline.agent import AgentSpec, ToolRunner, load_agent_spec
 from trunkline.agent.demo_crm import CrmServer, start_crm
+
+from .stores.servers import RedisServer, redis_problem, redis_server
 
 ACME = pathlib.Path(__file__).resolve().parents[1] / "examples" / "acme" / "agent.yaml"
 
@@ -31,3 +33,13 @@ async def crm(tmp_path: pathlib.Path) -> AsyncIterator[CrmServer]:
 async def tools() -> AsyncIterator[ToolRunner]:
     async with ToolRunner(backoff_s=0.01) as runner:
         yield runner
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A fresh Redis for this test (the stores' and the lab's Redis workers' tests)."""
+    problem = redis_problem()
+    if problem:
+        pytest.skip(problem)
+    with redis_server() as server:
+        yield server

@@ -21,21 +21,12 @@ from trunkline.lab.fanout import FanoutError
 from trunkline.lab.runner import RunPlan
 from trunkline.lab.workers_redis import GROUP, JOBS, results_key, run_remote
 
-from ..stores.servers import RedisServer, free_port, redis_problem, redis_server
+from ..stores.servers import RedisServer, free_port
 from .test_fanout import Starts, delay_target, plan_for, planned_calls
 
 __all__ = ["delay_target"]  # a fixture, used by name
 
 RTP = (45000, 45999)
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    problem = redis_problem()
-    if problem:
-        pytest.skip(problem)
-    with redis_server() as server:
-        yield server
 
 
 class Workers:

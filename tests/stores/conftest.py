@@ -14,24 +14,11 @@ import pytest
 
 from .servers import (
     PostgresServer,
-    RedisServer,
     postgres_problem,
     postgres_server,
-    redis_problem,
-    redis_server,
 )
 
 _db_numbers = itertools.count(1)
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    """A fresh Redis for this test."""
-    problem = redis_problem()
-    if problem:
-        pytest.skip(problem)
-    with redis_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="session")
