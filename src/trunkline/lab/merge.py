@@ -22,13 +22,11 @@ from typing import Any
 
 from trunkline.lab.profiles import LoadModel, LoadProfile
 from trunkline.lab.report.stats import percentile
-from trunkline.lab.results import CallResult, LabHealth, RunResult, TimelinePoint
+from trunkline.lab.results import WORKER_LOST, CallResult, LabHealth, RunResult, TimelinePoint
 from trunkline.lab.runner import WINDOW_S, Progress, RunPlan, Share, derive
 from trunkline.lab.scenario_plan import script_for
 
 log = logging.getLogger(__name__)
-
-LOST = "lab_worker_lost"
 
 
 @dataclass
@@ -220,7 +218,7 @@ class RunMerge:
             transport="ws" if self.target.startswith("ws") else "sip",
             seed=script.seed,
             offset_s=round(offset_s, 3),
-            failure=LOST,
+            failure=WORKER_LOST,
             failure_detail=detail,
             replay=f"--seed {plan.seed} --replay {index}",
         )

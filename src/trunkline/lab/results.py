@@ -35,9 +35,11 @@ FAILURE_CATEGORIES = (
     "lab_error",  # our own fault (a bug): counted apart, never blamed on the target
     "lab_worker_lost",  # the lab process running the call died or went silent (fan-out)
 )
+#: The failure of a call whose lab process died or went silent (fan-out).
+WORKER_LOST = "lab_worker_lost"
 #: Failures that are the lab's, not the target's: counted apart, and a run with any of
 #: them lost is not a verdict on the target.
-LAB_FAILURES = frozenset({"lab_error", "lab_worker_lost"})
+LAB_FAILURES = frozenset({"lab_error", WORKER_LOST})
 
 
 @dataclass(slots=True)

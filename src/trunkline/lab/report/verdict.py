@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from ..results import LabHealth
+from ..results import WORKER_LOST, LabHealth
 from .summary import RunSummary
 
 Op = Literal["<", ">", ">="]
@@ -236,7 +236,7 @@ def decide(
 ) -> tuple[VerdictStatus, str]:
     """The verdict and the sentence saying why."""
     if lab.overloaded:
-        lost = summary.failures.get("lab_worker_lost", 0)
+        lost = summary.failures.get(WORKER_LOST, 0)
         reason = (
             f"{lost} calls were lost with a lab process, the run is incomplete"
             if lost
